@@ -1,3 +1,19 @@
-"""hf-clipzoo: seven methods that repair CLIP's weak spots, as Hugging Face-native models."""
+"""hf-clipzoo: seven methods that repair CLIP's weak spots, as Hugging Face-native models.
+
+Importing the package registers every method with transformers' Auto classes, so
+`AutoModel.from_pretrained(path_or_repo)` works without `trust_remote_code`.
+"""
 
 __version__ = "0.1.0.dev0"
+
+from .models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPOutput, ZooCLIPProcessor  # noqa: E402
+from .registry import get_method, list_methods  # noqa: E402
+
+__all__ = [
+    "ZooCLIPConfig",
+    "ZooCLIPModel",
+    "ZooCLIPOutput",
+    "ZooCLIPProcessor",
+    "get_method",
+    "list_methods",
+]

@@ -1,0 +1,111 @@
+"""One place that registers every method of the zoo with transformers' Auto classes.
+
+Each method's package calls `register_method(...)` once; `import hf_clipzoo` imports every method package, so
+`AutoConfig` / `AutoModel` / `AutoProcessor` (and the task Auto classes a model declares in `_remote_auto_classes`)
+resolve the zoo's `model_type`s without `trust_remote_code`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import transformers
+
+# The seven methods of the zoo and their papers, in the order of the README table.
+PLANNED_METHODS = {
+    "groupvit": "arXiv 2202.11094",
+    "fff": "arXiv 2405.10286",
+    "dreamlip": "arXiv 2403.17007",
+    "diva": "arXiv 2407.20171",
+    "clip_fsar": "arXiv 2303.02982",
+    "ma_clip": "arXiv 2308.01532",
+    "ape": "arXiv 2304.01195",
+}
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    paper: str
+    config_class: type
+    model_classes: tuple[type, ...]
+    processor_class: type | None
+    training_script: str
+    auto_classes: tuple[str, ...] = field(default=())
+
+    @property
+    def model_type(self) -> str:
+        return self.config_class.model_type
+
+
+_METHODS: dict[str, MethodInfo] = {}
+
+
+def register_method(
+    name: str,
+    *,
+    paper: str,
+    config_class: type,
+    model_classes: tuple[type, ...],
+    processor_class: type | None = None,
+    training_script: str | None = None,
+) -> MethodInfo:
+    """Register a method's config, models and processor with the Auto classes and record it in `list_methods()`."""
+    transformers.AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    auto_classes: list[str] = []
+    for model_class in model_classes:
+        for auto_name in getattr(model_class, "_remote_auto_classes", ("AutoModel",)):
+            getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
+            auto_classes.append(auto_name)
+    if processor_class is not None:
+        transformers.AutoProcessor.register(config_class, processor_class, exist_ok=True)
+    info = MethodInfo(
+        name=name,
+        paper=paper,
+        config_class=config_class,
+        model_classes=tuple(model_classes),
+        processor_class=processor_class,
+        training_script=training_script or f"training_scripts/{name}.py",
+        auto_classes=tuple(auto_classes),
+    )
+    _METHODS[name] = info
+    return info
+
+
+def get_method(name: str) -> MethodInfo:
+    if name not in _METHODS:
+        missing = " (planned, not implemented yet)" if name in PLANNED_METHODS else ""
+        raise KeyError(f"Unknown method {name!r}{missing}; registered: {sorted(_METHODS)}.")
+    return _METHODS[name]
+
+
+def list_methods(include_planned: bool = False) -> list[dict]:
+    """What the zoo provides: one dict per registered method (name, paper, model_type, classes, training script).
+
+    With `include_planned=True`, methods that are planned but not implemented yet are listed with
+    `"status": "not implemented"`.
+    """
+    rows = [
+        {
+            "name": m.name,
+            "status": "implemented",
+            "paper": m.paper,
+            "model_type": m.model_type,
+            "config": m.config_class.__name__,
+            "models": [c.__name__ for c in m.model_classes],
+            "processor": m.processor_class.__name__ if m.processor_class else None,
+            "auto_classes": list(m.auto_classes),
+            "training_script": m.training_script,
+        }
+        for m in _METHODS.values()
+    ]
+    if include_planned:
+        rows += [
+            {"name": name, "status": "not implemented", "paper": paper}
+            for name, paper in PLANNED_METHODS.items()
+            if name not in _METHODS
+        ]
+    return rows
+
+
+__all__ = ["MethodInfo", "PLANNED_METHODS", "get_method", "list_methods", "register_method"]

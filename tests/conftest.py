@@ -1,0 +1,34 @@
+"""Shared pytest set-up: offline Hub, CPU-only, deterministic seeds, and the suite's own duration."""
+
+import os
+import time
+
+# No test may reach the network: everything the project needs is built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+_SUITE_START = time.perf_counter()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_home(tmp_path_factory, monkeypatch):
+    # Remote-code modules and datasets caches go to a per-session folder, never to the user's cache.
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"hf-clipzoo suite duration: {time.perf_counter() - _SUITE_START:.1f} s")

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoProcessor, CLIPImageProcessorPil, CLIPTokenizer
+
+from hf_clipzoo import ZooCLIPProcessor
+from tests.testing_utils import run_without_package
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    """A character-level CLIP BPE tokenizer whose ids fit the tiny test vocabulary (99, bos 97, eos = pad 98)."""
+    vocab = {c: i for i, c in enumerate(LETTERS)}
+    vocab.update({c + "</w>": 26 + i for i, c in enumerate(LETTERS)})
+    vocab.update({".": 52, ".</w>": 53, "<|startoftext|>": 97, "<|endoftext|>": 98})
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
+
+
+def tiny_processor() -> ZooCLIPProcessor:
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30})
+    return ZooCLIPProcessor(image_processor=image_processor, tokenizer=tiny_tokenizer())
+
+
+def test_outputs_match_clip_processor_shapes():
+    processor = tiny_processor()
+    batch = processor(text=["a cat", "a big dog"], images=[Image.new("RGB", (50, 40), "red")] * 2)
+    assert batch["pixel_values"].shape == (2, 3, 30, 30)
+    assert batch["input_ids"].shape[0] == 2 and batch["input_ids"][0, 0] == 97
+    assert (batch["input_ids"] == 98).any(dim=1).all()  # every caption ends with EOS, which the tower pools at
+
+
+def test_truncates_to_model_max_length():
+    batch = tiny_processor()(text=["a " * 40])
+    assert batch["input_ids"].shape[1] == 16 and batch["input_ids"][0, -1] == 98
+
+
+def test_converts_convertible_modes_and_arrays():
+    processor = tiny_processor()
+    grey = processor(images=Image.new("L", (30, 30), 128))["pixel_values"]
+    rgb = processor(images=Image.new("RGB", (30, 30), (128, 128, 128)))["pixel_values"]
+    torch.testing.assert_close(grey, rgb)
+    array = processor(images=np.full((30, 30, 3), 128, dtype=np.uint8))["pixel_values"]
+    torch.testing.assert_close(array, rgb)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"images": Image.new("I;16", (30, 30))}, "mode 'I;16'"),
+        ({"images": Image.new("F", (30, 30))}, "mode 'F'"),
+        ({"images": np.zeros((30, 30, 5), dtype=np.uint8)}, r"expected \(height, width, 3\|1\)"),
+        ({"images": np.zeros((30, 30), dtype=np.uint8)}, r"expected \(height, width, 3\|1\)"),
+        ({"images": []}, "non-empty list"),
+        ({"images": ["cat.jpg"]}, "type str"),
+        ({"text": ""}, "Text 0 is empty"),
+        ({"text": ["a cat", "   "]}, "Text 1 is empty"),
+        ({"text": ["a cat", None]}, "Text 1 has type NoneType"),
+        ({}, "Pass `images`, `text` or both"),
+    ],
+)
+def test_bad_input_raises_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_processor()(**kwargs)
+
+
+def test_save_load_round_trip(tmp_path):
+    import hf_clipzoo  # noqa: F401  (registers the processor class)
+
+    processor = tiny_processor()
+    processor.save_pretrained(tmp_path)
+    reloaded = AutoProcessor.from_pretrained(tmp_path)
+    assert type(reloaded) is ZooCLIPProcessor
+    image = Image.new("RGB", (64, 48), "blue")
+    a, b = processor(text=["a cat"], images=image), reloaded(text=["a cat"], images=image)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_remote_code_processor_in_fresh_interpreter(tmp_path):
+    tiny_processor().save_pretrained(tmp_path / "proc")
+    image = Image.new("RGB", (64, 48), "blue")
+    image.save(tmp_path / "image.png")
+    expected = dict(tiny_processor()(text=["a cat"], images=image))
+    torch.save(expected, tmp_path / "expected.pt")
+    run_without_package(
+        """
+        import torch, transformers
+        from PIL import Image
+        processor = transformers.AutoProcessor.from_pretrained("proc", trust_remote_code=True)
+        assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+        out = processor(text=["a cat"], images=Image.open("image.png"))
+        expected = torch.load("expected.pt", weights_only=True)
+        for key, value in expected.items():
+            torch.testing.assert_close(out[key], value)
+        try:
+            processor(text=[""])
+        except ValueError as error:
+            assert "empty" in str(error)
+        else:
+            raise AssertionError("empty caption accepted")
+        """,
+        cwd=tmp_path,
+        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )

@@ -1,0 +1,212 @@
+"""The shared test battery every model class of the zoo runs (DESIGN.md §6), plus tiny-config helpers.
+
+A model's test module defines a small tester (tiny config + inputs) and a test class:
+
+    class ZooCLIPModelTest(ClipZooModelTesterMixin):
+        model_class = ZooCLIPModel
+        def get_config(self): ...
+        def prepare_inputs(self, config): ...  # kwargs for forward(), without return_loss
+
+The battery checks what users rely on: config round-trip, save/load with equal outputs, the Auto classes,
+remote-code loading in a fresh interpreter where `hf_clipzoo` cannot be imported, backward reaching every parameter
+(DDP would otherwise hang or error), gradient checkpointing equivalence, eval determinism, `return_loss`
+finite and differentiable, and invalid configs rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Kept as the transformers CLIP tester's sizes, with special token ids inside the tiny vocabulary.
+TINY_TEXT_CONFIG = dict(
+    vocab_size=99,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=16,
+    bos_token_id=97,
+    eos_token_id=98,
+    pad_token_id=98,
+)
+TINY_VISION_CONFIG = dict(
+    image_size=30, patch_size=2, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4
+)
+
+# Run in a fresh interpreter: make `hf_clipzoo` unimportable, as for a user who never installed it.
+BLOCK_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    class _Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_clipzoo" or name.startswith("hf_clipzoo."):
+                raise ImportError("hf_clipzoo is not installed in this interpreter")
+    sys.meta_path.insert(0, _Block())
+    """
+)
+
+
+def tiny_input_ids(batch_size: int, seq_len: int = 7, vocab_size: int = 99, eos_token_id: int = 98) -> torch.Tensor:
+    """Random ids in [0, eos) ending with EOS, which the CLIP text tower pools at."""
+    ids = torch.randint(0, eos_token_id - 1, (batch_size, seq_len))
+    ids[:, -1] = eos_token_id
+    return ids
+
+
+def run_without_package(
+    code: str, cwd: Path, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter in which `import hf_clipzoo` fails."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    full_env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_PACKAGE + textwrap.dedent(code)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"subprocess failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr[-4000:]}")
+    return result
+
+
+class ClipZooModelTesterMixin:
+    model_class: type
+    # Output fields compared across save/load, remote code and checkpointing.
+    compared_outputs: tuple[str, ...] = ("logits_per_image",)
+    # Config kwargs that must be rejected with a ValueError mentioning the given text.
+    invalid_configs: tuple[tuple[dict, str], ...] = ()
+
+    def get_config(self):
+        raise NotImplementedError
+
+    def prepare_inputs(self, config) -> dict:
+        raise NotImplementedError
+
+    # --- helpers -------------------------------------------------------------------------------------------
+    def _model(self, config=None):
+        torch.manual_seed(0)
+        return self.model_class(config or self.get_config())
+
+    def _outputs(self, model, inputs) -> dict[str, torch.Tensor]:
+        model.eval()
+        with torch.no_grad():
+            out = model(**inputs)
+        return {k: out[k] for k in self.compared_outputs}
+
+    def _assert_close(self, a: dict, b: dict, atol=1e-5):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=lambda m, k=key: f"{k}: {m}")
+
+    # --- the battery ---------------------------------------------------------------------------------------
+    def test_config_round_trip(self, tmp_path):
+        config = self.get_config()
+        config.save_pretrained(tmp_path)
+        reloaded = type(config).from_pretrained(tmp_path)
+        assert reloaded.to_dict() == config.to_dict()
+        assert json.loads((tmp_path / "config.json").read_text())["model_type"] == type(config).model_type
+
+    def test_invalid_config_raises(self):
+        for kwargs, message in self.invalid_configs:
+            with pytest.raises(ValueError, match=message):
+                type(self.get_config())(**kwargs)
+
+    def test_save_load_equal_outputs(self, tmp_path):
+        model = self._model()
+        inputs = self.prepare_inputs(model.config)
+        before = self._outputs(model, inputs)
+        model.save_pretrained(tmp_path)
+        assert (tmp_path / "model.safetensors").exists()
+        assert not list(tmp_path.glob("*.bin")), "weights must be saved as safetensors only"
+        reloaded, info = self.model_class.from_pretrained(tmp_path, output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"], info
+        self._assert_close(before, self._outputs(reloaded, inputs), atol=0)
+
+    def test_auto_classes(self, tmp_path):
+        model = self._model()
+        model.save_pretrained(tmp_path)
+        inputs = self.prepare_inputs(model.config)
+        for auto_name in self.model_class._remote_auto_classes:
+            loaded = getattr(transformers, auto_name).from_pretrained(tmp_path)
+            assert type(loaded) is self.model_class, (auto_name, type(loaded))
+            self._assert_close(self._outputs(model, inputs), self._outputs(loaded, inputs), atol=0)
+        assert type(transformers.AutoConfig.from_pretrained(tmp_path)) is type(model.config)
+
+    def test_remote_code_fresh_interpreter(self, tmp_path):
+        model = self._model()
+        save_dir = tmp_path / "model"
+        model.save_pretrained(save_dir)
+        inputs = self.prepare_inputs(model.config)
+        torch.save(inputs, tmp_path / "inputs.pt")
+        expected = self._outputs(model, inputs)
+        torch.save(expected, tmp_path / "expected.pt")
+        for auto_name in self.model_class._remote_auto_classes:
+            run_without_package(
+                f"""
+                import torch, transformers
+                inputs = torch.load("inputs.pt", weights_only=True)
+                expected = torch.load("expected.pt", weights_only=True)
+                model = transformers.{auto_name}.from_pretrained("model", trust_remote_code=True).eval()
+                assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+                with torch.no_grad():
+                    out = model(**inputs)
+                for key, value in expected.items():
+                    torch.testing.assert_close(out[key], value, atol=0, rtol=0)
+                # A model loaded as remote code saves a folder that is again loadable as remote code.
+                model.save_pretrained("resaved")
+                again = transformers.{auto_name}.from_pretrained("resaved", trust_remote_code=True).eval()
+                with torch.no_grad():
+                    out = again(**inputs)
+                for key, value in expected.items():
+                    torch.testing.assert_close(out[key], value, atol=0, rtol=0)
+                """,
+                cwd=tmp_path,
+                env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
+            )
+
+    def test_backward_reaches_every_parameter(self):
+        model = self._model()
+        model.train()
+        out = model(**self.prepare_inputs(model.config), return_loss=True)
+        assert torch.isfinite(out.loss), out.loss
+        out.loss.backward()
+        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not unused, f"parameters without gradient (DDP would fail): {unused}"
+
+    def test_gradient_checkpointing_equivalence(self):
+        inputs = self.prepare_inputs(self.get_config())
+        grads = []
+        for checkpointing in (False, True):
+            model = self._model()
+            model.train()
+            if checkpointing:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model(**inputs, return_loss=True).loss.backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        assert grads[0].keys() == grads[1].keys()
+        for name in grads[0]:
+            torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5, msg=name)
+
+    def test_eval_determinism(self):
+        model = self._model()
+        inputs = self.prepare_inputs(model.config)
+        self._assert_close(self._outputs(model, inputs), self._outputs(model, inputs), atol=0)
+
+    def test_return_loss_finite_and_differentiable(self):
+        model = self._model()
+        out = model(**self.prepare_inputs(model.config), return_loss=True)
+        assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+        assert out.loss.requires_grad
