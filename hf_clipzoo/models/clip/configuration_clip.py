@@ -5,6 +5,50 @@ from transformers import CLIPConfig
 
 LOSS_TYPES = ("softmax", "sigmoid")
 
+# Named tower shapes. "world-*" are sized for the embedded synthetic world on a CPU (64 px images, short captions);
+# the "vit-*" ones are OpenAI CLIP's (`openai/clip-vit-base-patch16` etc.), so converted weights fit them.
+CLIP_PRESETS: dict[str, dict] = {
+    # For tests and smoke runs: seconds on a CPU, learns nothing much.
+    "world-micro": dict(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+        vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+        ),
+        projection_dim=32,
+    ),
+    "world-tiny": dict(
+        text_config=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4),
+        vision_config=dict(
+            hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4, image_size=64, patch_size=8
+        ),
+        projection_dim=128,
+    ),
+    "world-small": dict(
+        text_config=dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4),
+        vision_config=dict(
+            hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=4, image_size=64, patch_size=8
+        ),
+        projection_dim=256,
+    ),
+    "vit-b-32": dict(
+        text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
+        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32),
+        projection_dim=512,
+    ),
+    "vit-b-16": dict(
+        text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
+        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
+        projection_dim=512,
+    ),
+    "vit-l-14": dict(
+        text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+        vision_config=dict(
+            hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14
+        ),
+        projection_dim=768,
+    ),
+}
+
 
 class ZooCLIPConfig(CLIPConfig):
     r"""
@@ -80,5 +124,15 @@ class ZooCLIPConfig(CLIPConfig):
                 f"({patch_size})."
             )
 
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "ZooCLIPConfig":
+        """A config from one of `CLIP_PRESETS`; keyword arguments override top-level fields (e.g. `loss_type`)."""
+        if name not in CLIP_PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(CLIP_PRESETS)}.")
+        preset = {k: dict(v) if isinstance(v, dict) else v for k, v in CLIP_PRESETS[name].items()}
+        for tower in ("text_config", "vision_config"):
+            preset[tower].update(kwargs.pop(tower, None) or {})
+        return cls(**{**preset, **kwargs})
 
-__all__ = ["ZooCLIPConfig", "LOSS_TYPES"]
+
+__all__ = ["CLIP_PRESETS", "LOSS_TYPES", "ZooCLIPConfig"]

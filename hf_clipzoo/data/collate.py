@@ -1,0 +1,91 @@
+"""Collators: dataset rows -> model inputs, skipping (and counting) samples that cannot be read.
+
+Images are decoded here rather than by `datasets` (the loaders cast image columns to `Image(decode=False)`), so a
+corrupt file costs one sample, not the run. Every batch reports how many samples it dropped in `num_skipped`, which
+the training scripts sum (across processes) and log.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+
+class UnreadableSample(Exception):
+    """Raised for one sample that cannot be turned into model inputs; the collator drops it and counts the reason."""
+
+
+def decode_image(value: Any) -> Image.Image:
+    """A PIL RGB image from what a `datasets` image column holds: a PIL image, `{"bytes", "path"}`, a path or bytes."""
+    try:
+        if isinstance(value, Image.Image):
+            image = value
+        elif isinstance(value, dict) and (value.get("bytes") or value.get("path")):
+            image = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
+        elif isinstance(value, (bytes, bytearray)):
+            image = Image.open(io.BytesIO(value))
+        elif isinstance(value, str):
+            image = Image.open(value)
+        else:
+            raise UnreadableSample(f"image of type {type(value).__name__}")
+        image.load()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise UnreadableSample(f"unreadable image ({error.__class__.__name__})") from error
+    if image.width == 0 or image.height == 0:
+        raise UnreadableSample("empty image")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def clean_caption(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UnreadableSample("missing or empty caption")
+    return value.strip()
+
+
+@dataclass
+class ImageTextCollator:
+    """Turns `{image_column: ..., caption_column: ...}` rows into `input_ids`, `attention_mask`, `pixel_values`.
+
+    Args:
+        processor: a zoo processor (or any `CLIPProcessor`-like callable taking `images=` and `text=`).
+        image_column / caption_column: the dataset columns to read.
+        skipped: running count of dropped samples by reason, for this process (`num_skipped` is per batch).
+    """
+
+    processor: Any
+    image_column: str = "image"
+    caption_column: str = "caption"
+    skipped: Counter = field(default_factory=Counter)
+
+    def __call__(self, rows: list[dict]) -> dict:
+        images, captions, skipped = [], [], 0
+        for row in rows:
+            try:
+                image = decode_image(row[self.image_column])
+                caption = clean_caption(row[self.caption_column])
+            except UnreadableSample as reason:
+                self.skipped[str(reason)] += 1
+                skipped += 1
+                continue
+            images.append(image)
+            captions.append(caption)
+        if skipped:
+            logger.warning("Skipped %d unreadable sample(s) in a batch of %d (totals: %s).", skipped, len(rows), dict(self.skipped))
+        if not images:
+            raise ValueError(
+                f"Every sample of a batch of {len(rows)} was unreadable ({dict(self.skipped)}); "
+                f"check the `{self.image_column}` and `{self.caption_column}` columns of the dataset."
+            )
+        batch = dict(self.processor(images=images, text=captions, return_tensors="pt", padding=True, truncation=True))
+        batch["num_skipped"] = skipped
+        return batch
+
+
+__all__ = ["ImageTextCollator", "UnreadableSample", "clean_caption", "decode_image"]
