@@ -24,6 +24,7 @@ from hf_clipzoo.losses import (
     clip_loss,
     gather_no_grad,
     gather_with_grad,
+    mined_positive_loss,
     multi_positive_contrastive_loss,
     sigmoid_loss,
     world_info,
@@ -39,6 +40,7 @@ class Problem:
     image_sizes: list[int]  # rows of each rank, in rank order
     text_sizes: list[int]
     positive_mask: torch.Tensor | None  # global (num_images, num_texts)
+    text_owner: torch.Tensor | None = None  # global image index of every text (FFF cases)
 
 
 class TinyTowers(torch.nn.Module):
@@ -92,6 +94,14 @@ def build_problem(case: str) -> Problem:
         image_sizes = [3, 2]
         mask = _captions_mask(image_sizes, captions_per_image=2).bool()
         return Problem(_inputs(5, 5), _inputs(10, 6), image_sizes, [6, 4], mask)
+    if case.startswith("fff_"):
+        # Two captions per image, laid out image by image. Cross-rank duplicates for the mining to find: image 3
+        # (rank 1) is a copy of image 1 (rank 0), and the first caption of image 4 (rank 1) repeats image 0's.
+        images, texts = _inputs(5, 7), _inputs(10, 8)
+        images[3] = images[1]
+        texts[8] = texts[0]
+        owner = torch.arange(5).repeat_interleave(2)
+        return Problem(images, texts, [3, 2], [6, 4], None, owner)
     raise ValueError(f"unknown case {case!r}")
 
 
@@ -106,11 +116,20 @@ CASES = (
     "sigmoid_chunked",
     "sigmoid_dense_mask",
     "sigmoid_chunked_mask",
+    "fff_sigmoid_mined",
+    "fff_softmax_mined",
 )
 
 
-def _loss(case: str, model: TinyTowers, images: torch.Tensor, texts: torch.Tensor, mask) -> torch.Tensor:
+def _loss(case: str, model: TinyTowers, images: torch.Tensor, texts: torch.Tensor, mask, owner=None):
     image_embeds, text_embeds = model(images, texts)
+    if case.startswith("fff_"):
+        loss, _, num_mined = mined_positive_loss(
+            image_embeds, text_embeds, owner, model.logit_scale, model.logit_bias,
+            loss_type="sigmoid" if "sigmoid" in case else "softmax",
+            image_image_threshold=0.999, text_text_threshold=0.999, combination="any", text_text_reference="first",
+        )  # fmt: skip
+        return loss, num_mined
     if case.startswith("clip_"):
         return clip_loss(image_embeds, text_embeds, model.logit_scale, local_loss="local" in case)
     if case.startswith("multi_positive"):
@@ -133,15 +152,26 @@ def run_case(case: str) -> dict[str, torch.Tensor]:
         image_start, text_start = sum(problem.image_sizes[:rank]), sum(problem.text_sizes[:rank])
         images = problem.image_inputs[image_start : image_start + problem.image_sizes[rank]]
         texts = problem.text_inputs[text_start : text_start + problem.text_sizes[rank]]
+    owner = None
+    if problem.text_owner is not None:  # local image indices of this rank's texts
+        text_start = sum(problem.text_sizes[:rank]) if world_size > 1 else 0
+        image_start = sum(problem.image_sizes[:rank]) if world_size > 1 else 0
+        owner = problem.text_owner[text_start : text_start + texts.shape[0]] - image_start
     model = TinyTowers()
-    loss = _loss(case, model, images, texts, problem.positive_mask)
+    loss = _loss(case, model, images, texts, problem.positive_mask, owner)
+    extra = {}
+    if isinstance(loss, tuple):
+        loss, num_mined = loss
+        extra["num_mined"] = num_mined.float()  # global, so equal on every rank and to the one-process count
     loss.backward()
-    results = {"loss": loss.detach().clone()}
+    results = {"loss": loss.detach().clone(), **extra}
     for name, param in model.named_parameters():
         # The softmax losses do not use the bias: report a zero gradient so every case has the same keys.
         results[f"grad.{name}"] = param.grad.clone() if param.grad is not None else torch.zeros_like(param)
     if world_size > 1:
-        for value in results.values():
+        for key, value in results.items():
+            if key == "num_mined":
+                continue
             torch.distributed.all_reduce(value)  # DDP: sum, then divide by the world size
             value /= world_size
     return results
