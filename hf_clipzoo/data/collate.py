@@ -77,7 +77,12 @@ class ImageTextCollator:
             images.append(image)
             captions.append(caption)
         if skipped:
-            logger.warning("Skipped %d unreadable sample(s) in a batch of %d (totals: %s).", skipped, len(rows), dict(self.skipped))
+            logger.warning(
+                "Skipped %d unreadable sample(s) in a batch of %d (totals: %s).",
+                skipped,
+                len(rows),
+                dict(self.skipped),
+            )
         if not images:
             raise ValueError(
                 f"Every sample of a batch of {len(rows)} was unreadable ({dict(self.skipped)}); "
@@ -88,4 +93,65 @@ class ImageTextCollator:
         return batch
 
 
-__all__ = ["ImageTextCollator", "UnreadableSample", "clean_caption", "decode_image"]
+@dataclass
+class MultiCaptionCollator:
+    """Rows with a raw caption and a list of extra captions → one batch with every caption and its `text_owner`.
+
+    FFF's batch text augmentation: image i brings its raw caption plus up to `num_extra_captions` captions from
+    `extra_caption_column` (the first ones, so a resumed run sees the same batches), all of them positives of image
+    i. Images may bring different numbers of captions (a row with fewer extras, or none, contributes what it has);
+    `text_owner[j]` records the image of caption j, so nothing needs padding. Empty extras are dropped; a row whose
+    image or raw caption is unreadable is skipped and counted, like `ImageTextCollator`.
+    """
+
+    processor: Any
+    image_column: str = "image"
+    caption_column: str = "caption"
+    extra_caption_column: str | None = "pseudo_captions"
+    num_extra_captions: int = 5
+    skipped: Counter = field(default_factory=Counter)
+
+    def __post_init__(self):
+        if self.num_extra_captions < 0:
+            raise ValueError(f"num_extra_captions must be >= 0, got {self.num_extra_captions}.")
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        images, texts, owner, skipped = [], [], [], 0
+        for row in rows:
+            try:
+                image = decode_image(row[self.image_column])
+                caption = clean_caption(row[self.caption_column])
+            except UnreadableSample as reason:
+                self.skipped[str(reason)] += 1
+                skipped += 1
+                continue
+            extras = []
+            if self.extra_caption_column and self.num_extra_captions:
+                values = row.get(self.extra_caption_column) or []
+                if isinstance(values, str):
+                    values = [values]
+                extras = [v.strip() for v in values if isinstance(v, str) and v.strip()][: self.num_extra_captions]
+            owner.extend([len(images)] * (1 + len(extras)))
+            texts.extend([caption, *extras])
+            images.append(image)
+        if skipped:
+            logger.warning(
+                "Skipped %d unreadable sample(s) in a batch of %d (totals: %s).",
+                skipped,
+                len(rows),
+                dict(self.skipped),
+            )
+        if not images:
+            raise ValueError(
+                f"Every sample of a batch of {len(rows)} was unreadable ({dict(self.skipped)}); "
+                f"check the `{self.image_column}` and `{self.caption_column}` columns of the dataset."
+            )
+        batch = dict(self.processor(images=images, text=texts, return_tensors="pt", padding=True, truncation=True))
+        batch["text_owner"] = torch.tensor(owner, dtype=torch.long)
+        batch["num_skipped"] = skipped
+        return batch
+
+
+__all__ = ["ImageTextCollator", "MultiCaptionCollator", "UnreadableSample", "clean_caption", "decode_image"]
