@@ -2,23 +2,32 @@
 
 The bench calls the same training scripts users run (`training_scripts/<method>.py`, through their `main(argv)`),
 with a budget set by a preset, and writes into the output folder:
-- `results.json` — every number, per method and metric, plus the preset and timings;
-- `results.md` — the same as tables, with methods that are not implemented listed as missing;
-- `plots/*.png` — learning curves and one bar chart per metric.
+- `results.json` — every number, per method, row and metric, plus the preset and timings;
+- `results.md` — the same as tables; methods that are not implemented are listed as missing, failures as failed;
+- `plots/*.png` — learning curves and one bar chart per shared metric (methods add their own plots).
 Nothing in the report is typed in: every value comes from the runs' own evaluation.
+
+Adding a method: write `@bench_entry("<method>")` function below that runs `training_scripts/<method>.py` from the
+baseline (`context.baseline_dir`) with the preset's budget and returns its rows (`run_script` does the bookkeeping).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .registry import PLANNED_METHODS, list_methods
 
+logger = logging.getLogger(__name__)
 SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "training_scripts"
 
 
@@ -35,6 +44,10 @@ class BenchPreset:
     learning_rate: float
     eval_steps: int | None
     warmup_steps: int
+    # Method budgets: fine-tuning steps from the baseline, shots for few-shot classification, episodes.
+    method_steps: int
+    shots: tuple[int, ...]
+    test_episodes: int
 
 
 PRESETS = {
@@ -42,18 +55,42 @@ PRESETS = {
     "smoke": BenchPreset(
         train_size=128, eval_size=64, classes_per_split=2, max_train_steps=6, batch_size=32,
         model_preset="world-micro", learning_rate=5e-4, eval_steps=None, warmup_steps=2,
+        method_steps=4, shots=(1, 2), test_episodes=20,
     ),
     # The README default: about 15 minutes on 2 CPU cores for everything implemented.
     "quick": BenchPreset(
         train_size=8192, eval_size=512, classes_per_split=10, max_train_steps=1500, batch_size=64,
         model_preset="world-tiny", learning_rate=1e-3, eval_steps=250, warmup_steps=100,
+        method_steps=300, shots=(1, 2, 4, 8, 16), test_episodes=600,
     ),
     # A GPU budget: bigger towers, longer schedules.
     "full": BenchPreset(
         train_size=100_000, eval_size=2000, classes_per_split=50, max_train_steps=20_000, batch_size=256,
         model_preset="world-small", learning_rate=5e-4, eval_steps=2000, warmup_steps=1000,
+        method_steps=5000, shots=(1, 2, 4, 8, 16), test_episodes=10_000,
     ),
-}
+}  # fmt: skip
+
+
+@dataclass
+class BenchContext:
+    """What a method's bench entry gets: the budget, where to write, and the trained baselines."""
+
+    preset_name: str
+    preset: BenchPreset
+    output_dir: Path
+    seed: int
+    baseline_dir: Path | None = None  # the CLIP baseline's saved model (`<output_dir>/clip/final`)
+    siglip_dir: Path | None = None
+
+    def common_world_args(self) -> list[str]:
+        """The data arguments every script shares, so all methods see the same world."""
+        return [
+            "--seed", str(self.seed),
+            "--synthetic_train_size", str(self.preset.train_size),
+            "--synthetic_eval_size", str(self.preset.eval_size),
+            "--synthetic_classes_per_split", str(self.preset.classes_per_split),
+        ]  # fmt: skip
 
 
 def load_script(name: str):
@@ -74,37 +111,75 @@ def read_learning_curve(run_dir: Path) -> list[dict]:
     path = run_dir / "logs" / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in rows if row.get("event", "log") == "log"]
 
 
-def run_baseline(preset: BenchPreset, output_dir: Path, seed: int, loss_type: str) -> dict:
-    script = load_script("clip")
-    run_dir = output_dir / ("clip" if loss_type == "softmax" else "siglip")
-    argv = [
-        "--output_dir", str(run_dir),
-        "--loss_type", loss_type,
-        "--model_preset", preset.model_preset,
-        "--synthetic_train_size", str(preset.train_size),
-        "--synthetic_eval_size", str(preset.eval_size),
-        "--synthetic_classes_per_split", str(preset.classes_per_split),
-        "--max_train_steps", str(preset.max_train_steps),
-        "--per_device_train_batch_size", str(preset.batch_size),
-        "--learning_rate", str(preset.learning_rate),
-        "--num_warmup_steps", str(preset.warmup_steps),
-        "--eval_caption_column", "long_caption",
-        "--seed", str(seed),
-        "--logging_steps", str(max(1, preset.max_train_steps // 50)),
-    ]
-    if preset.eval_steps:
-        argv += ["--eval_steps", str(preset.eval_steps)]
+def run_script(name: str, argv: list[str], run_dir: Path) -> dict:
+    """Run `training_scripts/<name>.py` in-process with `--output_dir run_dir`; one result row."""
     start = time.perf_counter()
-    metrics = script.main(argv)
+    metrics = load_script(name).main([*argv, "--output_dir", str(run_dir)])
     return {
         "metrics": metrics,
         "seconds": time.perf_counter() - start,
         "model_dir": str(run_dir / "final"),
         "curve": read_learning_curve(run_dir),
     }
+
+
+# --- entries ------------------------------------------------------------------------------------------------------
+BENCH_ENTRIES: dict[str, Callable[[BenchContext], dict[str, dict]]] = {}
+
+
+def bench_entry(method: str):
+    """Register the function that benchmarks `method`; it returns `{row name: run_script(...) result}`."""
+
+    def register(function):
+        BENCH_ENTRIES[method] = function
+        return function
+
+    return register
+
+
+def baseline_argv(context: BenchContext, loss_type: str) -> list[str]:
+    preset = context.preset
+    argv = [
+        *context.common_world_args(),
+        "--loss_type", loss_type,
+        "--model_preset", preset.model_preset,
+        "--max_train_steps", str(preset.max_train_steps),
+        "--per_device_train_batch_size", str(preset.batch_size),
+        "--learning_rate", str(preset.learning_rate),
+        "--num_warmup_steps", str(preset.warmup_steps),
+        "--eval_caption_column", "long_caption",
+        "--logging_steps", str(max(1, preset.max_train_steps // 50)),
+    ]  # fmt: skip
+    if preset.eval_steps:
+        argv += ["--eval_steps", str(preset.eval_steps)]
+    return argv
+
+
+@bench_entry("clip")
+def bench_clip(context: BenchContext) -> dict[str, dict]:
+    run = run_script("clip", baseline_argv(context, "softmax"), context.output_dir / "clip")
+    context.baseline_dir = Path(run["model_dir"])
+    return {"CLIP (InfoNCE)": run}
+
+
+@bench_entry("siglip")
+def bench_siglip(context: BenchContext) -> dict[str, dict]:
+    run = run_script("clip", baseline_argv(context, "sigmoid"), context.output_dir / "siglip")
+    context.siglip_dir = Path(run["model_dir"])
+    return {"SigLIP (sigmoid)": run}
+
+
+# --- report -------------------------------------------------------------------------------------------------------
+def _ran_rows(results: dict) -> dict[str, dict]:
+    rows = {}
+    for method, entry in results["methods"].items():
+        for row_name, row in entry.get("rows", {}).items():
+            rows[f"{method}: {row_name}" if row_name != method else method] = row
+    return rows
 
 
 def write_plots(results: dict, plots_dir: Path) -> list[str]:
@@ -117,94 +192,129 @@ def write_plots(results: dict, plots_dir: Path) -> list[str]:
         return []
     plots_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    runs = {name: r for name, r in results["methods"].items() if r.get("status") == "ran"}
+    rows = _ran_rows(results)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, run in runs.items():
-        points = [(row["step"], row["train/loss"]) for row in run.get("curve", []) if "train/loss" in row]
-        if points:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, row in rows.items():
+        points = [(r["step"], r["train/loss"]) for r in row.get("curve", []) if isinstance(r.get("train/loss"), float)]
+        if len(points) > 1:
             ax.plot(*zip(*points), label=name)
     ax.set(xlabel="optimiser step", ylabel="training loss", title="Learning curves")
-    ax.legend()
+    if ax.lines:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(plots_dir / "learning_curves.png", dpi=100)
     plt.close(fig)
     written.append("plots/learning_curves.png")
 
-    metric_names = sorted({m for run in runs.values() for m in run["metrics"] if not m.startswith("train/")})
+    metric_names = sorted({m for row in rows.values() for m in row["metrics"] if not m.startswith("train/")})
     for metric in metric_names:
-        names = [n for n, r in runs.items() if isinstance(r["metrics"].get(metric), (int, float))]
-        values = [runs[n]["metrics"][metric] for n in names]
-        if not values or any(math.isnan(v) for v in values):
+        names = [n for n, r in rows.items() if isinstance(r["metrics"].get(metric), (int, float))]
+        values = [rows[n]["metrics"][metric] for n in names]
+        if len(values) < 1 or any(math.isnan(v) for v in values):
             continue
-        fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names)), 3.5))
-        ax.bar(names, values, color="tab:blue")
+        fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(names)), 3.8))
+        ax.bar(range(len(names)), values, color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
         ax.set(title=metric, ylabel=metric.split("/")[-1])
         for i, v in enumerate(values):
-            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
         fig.tight_layout()
-        file = f"{metric.replace('/', '_')}.png"
+        file = f"{metric.replace('/', '_').replace('@', 'at')}.png"
         fig.savefig(plots_dir / file, dpi=100)
         plt.close(fig)
         written.append(f"plots/{file}")
     return written
 
 
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
 def write_markdown(results: dict, path: Path) -> None:
     lines = [
         f"# hf-clipzoo bench — preset `{results['preset_name']}`, seed {results['seed']}",
         "",
-        "Every number below was measured by this run (the embedded synthetic world, held-out splits).",
+        "Every number below was measured by this run on the embedded synthetic world (held-out splits). "
+        f"Total time: {results['total_seconds']:.0f} s.",
         "",
-        "| method | status | metric | value |",
-        "|---|---|---|---|",
     ]
-    for name, run in results["methods"].items():
-        if run.get("status") != "ran":
-            lines.append(f"| {name} | {run['status']} | — | — |")
+    for method, entry in results["methods"].items():
+        lines.append(f"## {method}")
+        lines.append("")
+        if entry["status"] != "ran":
+            lines += [f"**{entry['status']}**", ""]
             continue
-        for metric, value in sorted(run["metrics"].items()):
-            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            lines.append(f"| {name} | ran in {run['seconds']:.0f} s | `{metric}` | {shown} |")
+        rows = entry["rows"]
+        metrics = sorted(
+            {m for row in rows.values() for m in row["metrics"] if isinstance(row["metrics"][m], (int, float))}
+        )
+        lines.append("| run | seconds | " + " | ".join(f"`{m}`" for m in metrics) + " |")
+        lines.append("|---|---:|" + "---:|" * len(metrics))
+        for name, row in rows.items():
+            cells = [_shown(row["metrics"].get(m, "—")) for m in metrics]
+            lines.append(f"| {name} | {row['seconds']:.0f} | " + " | ".join(cells) + " |")
+        lines.append("")
     if results.get("chance"):
-        lines += ["", "Chance levels: " + ", ".join(f"`{k}` = {v:.4f}" for k, v in results["chance"].items())]
+        lines += ["Chance levels: " + ", ".join(f"`{k}` = {v:.4f}" for k, v in results["chance"].items()), ""]
     if results.get("plots"):
-        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in results["plots"]]
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in results["plots"]]
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_bench(preset: str = "quick", output_dir: str | Path = "bench_out", seed: int = 0) -> dict:
+def run_bench(preset: str = "quick", output_dir: str | Path = "bench_out", seed: int = 0, methods=None) -> dict:
+    """Run the baselines, then every implemented method (or only `methods`), and write the report.
+
+    A method whose run raises is recorded as failed (with the traceback in `results.json`) and the others still
+    run; the caller decides what a failure means (the CLI exits non-zero).
+    """
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
-    settings = PRESETS[preset]
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    context = BenchContext(preset_name=preset, preset=PRESETS[preset], output_dir=Path(output_dir), seed=seed)
+    context.output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    methods: dict[str, dict] = {}
-    for name, loss_type in (("clip", "softmax"), ("siglip", "sigmoid")):
-        methods[name] = {"status": "ran", **run_baseline(settings, output_dir, seed, loss_type)}
     implemented = {m["name"] for m in list_methods()}
+    order = ["clip", "siglip"] + [m for m in PLANNED_METHODS if m in BENCH_ENTRIES]
+    if methods:
+        unknown = set(methods) - set(BENCH_ENTRIES) - set(PLANNED_METHODS)
+        if unknown:
+            raise ValueError(
+                f"Unknown methods {sorted(unknown)}; expected some of {['clip', 'siglip', *PLANNED_METHODS]}."
+            )
+        order = ["clip"] + [m for m in order if m in methods and m != "clip"]  # every method starts from the baseline
+    results_methods: dict[str, dict] = {}
+    for name in tqdm(order, desc="bench", unit="method"):
+        if name not in ("clip", "siglip") and name not in implemented:
+            continue
+        try:
+            results_methods[name] = {"status": "ran", "rows": BENCH_ENTRIES[name](context)}
+        except Exception as error:  # one broken method must not hide the others' results
+            logger.exception("bench: %s failed", name)
+            results_methods[name] = {
+                "status": f"failed: {type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(),
+            }
     for name in PLANNED_METHODS:
-        if name not in implemented:
-            methods[name] = {"status": "missing (not implemented yet)"}
+        if name not in results_methods and (not methods or name in methods):
+            reason = "not implemented yet" if name not in implemented else "implemented, but has no bench entry yet"
+            results_methods[name] = {"status": f"missing ({reason})"}
 
     results = {
         "preset_name": preset,
-        "preset": asdict(settings),
+        "preset": asdict(context.preset),
         "seed": seed,
-        "methods": methods,
-        # Chance for R@1 over N held-out images and for top-1 over the world's classes.
-        "chance": {
-            "retrieval R@1": 1.0 / min(settings.eval_size, settings.train_size),
-        },
-        "total_seconds": None,
+        "methods": results_methods,
+        # Chance for R@1 over the held-out images and for top-1 over the world's 64 classes.
+        "chance": {"retrieval R@1": 1.0 / context.preset.eval_size, "zero-shot top-1 (64 classes)": 1 / 64},
+        "total_seconds": time.perf_counter() - start,
     }
-    results["plots"] = write_plots(results, output_dir / "plots")
-    results["total_seconds"] = time.perf_counter() - start
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    write_markdown(results, output_dir / "results.md")
+    results["plots"] = write_plots(results, context.output_dir / "plots")
+    (context.output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_markdown(results, context.output_dir / "results.md")
     return results
 
 
-__all__ = ["PRESETS", "BenchPreset", "run_bench"]
+__all__ = ["BENCH_ENTRIES", "PRESETS", "BenchContext", "BenchPreset", "bench_entry", "run_bench", "run_script"]

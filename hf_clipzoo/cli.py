@@ -1,8 +1,9 @@
 """The `hf-clipzoo` command.
 
-    hf-clipzoo bench [--preset smoke|quick|full] [--output_dir bench_out] [--seed 0]
-    hf-clipzoo eval --model PATH --dataset PATH --task zero-shot|retrieval|mmvp [...]
-    hf-clipzoo list
+hf-clipzoo bench [--preset smoke|quick|full] [--output_dir bench_out] [--seed 0] [--methods ape fff ...]
+hf-clipzoo eval --model PATH --dataset PATH --task zero-shot|retrieval|mmvp [...]
+hf-clipzoo caption --model BLIP_FOLDER --dataset PATH --output_dir OUT [--num_captions 5]
+hf-clipzoo list
 """
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _bench(args) -> int:
     from .bench import run_bench
 
-    results = run_bench(args.preset, args.output_dir, seed=args.seed)
-    print(f"Wrote {args.output_dir}/results.md and results.json in {results['total_seconds']:.0f} s.")
-    print((__import__("pathlib").Path(args.output_dir) / "results.md").read_text())
+    results = run_bench(args.preset, args.output_dir, seed=args.seed, methods=args.methods)
+    print((Path(args.output_dir) / "results.md").read_text())
+    print(f"Wrote {args.output_dir}/results.md, results.json and plots/ in {results['total_seconds']:.0f} s.")
+    failed = [name for name, entry in results["methods"].items() if entry["status"].startswith("failed")]
+    if failed:
+        print(f"These methods failed (tracebacks in results.json): {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -38,6 +44,18 @@ def _eval(args) -> int:
     return 0
 
 
+def _caption(args) -> int:
+    from .data.captioning import caption_dataset
+
+    result = caption_dataset(
+        args.model, args.dataset, args.output_dir, split=args.split, image_column=args.image_column,
+        output_column=args.output_column, num_captions=args.num_captions, num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, prompt=args.prompt,
+    )  # fmt: skip
+    print(f"Captioned {len(result)} images into column {args.output_column!r}: {args.output_dir}/dataset")
+    return 0
+
+
 def _list(args) -> int:
     import hf_clipzoo
 
@@ -54,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--preset", default="quick", choices=("smoke", "quick", "full"), help="Budget of the run.")
     bench.add_argument("--output_dir", default="bench_out", help="Where results.md, results.json and plots go.")
     bench.add_argument("--seed", type=int, default=0, help="Seed of the world, the data order and the models.")
+    bench.add_argument("--methods", nargs="+", default=None, help="Only these methods (the baseline always runs).")
     bench.set_defaults(func=_bench)
 
     evaluate = sub.add_parser("eval", help="Evaluate a saved model on a dataset.")
@@ -66,6 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--label_column", default=None, help="Label column (zero-shot).")
     evaluate.add_argument("--output_file", default=None, help="Also write the result as JSON here.")
     evaluate.set_defaults(func=_eval)
+
+    caption = sub.add_parser("caption", help="Add top-K beam-search captions per image (FFF's pseudo-captions).")
+    caption.add_argument("--model", required=True, help="An image-to-text model folder or Hub id (BLIP, BLIP-2, ...).")
+    caption.add_argument("--dataset", required=True, help="A dataset folder (save_to_disk, image folder, tars, CSV).")
+    caption.add_argument(
+        "--output_dir", required=True, help="Shards (for resuming) and the captioned dataset go here."
+    )
+    caption.add_argument("--split", default="train", help="Dataset split.")
+    caption.add_argument("--image_column", default="image", help="Image column.")
+    caption.add_argument("--output_column", default="pseudo_captions", help="New column with the K captions.")
+    caption.add_argument("--num_captions", type=int, default=5, help="K: beams kept per image.")
+    caption.add_argument("--num_beams", type=int, default=None, help="Beam width (default: K).")
+    caption.add_argument("--max_new_tokens", type=int, default=30, help="Longest caption in tokens.")
+    caption.add_argument("--batch_size", type=int, default=16, help="Images per generate() call.")
+    caption.add_argument("--prompt", default=None, help="Optional text prefix for conditional captioners.")
+    caption.set_defaults(func=_caption)
 
     listing = sub.add_parser("list", help="List the methods and their status.")
     listing.set_defaults(func=_list)
