@@ -173,6 +173,38 @@ def bench_siglip(context: BenchContext) -> dict[str, dict]:
     return {"SigLIP (sigmoid)": run}
 
 
+def finetune_argv(context: BenchContext) -> list[str]:
+    """What every method that fine-tunes the baseline shares: start point, world, steps, batch, schedule."""
+    if context.baseline_dir is None:
+        raise RuntimeError("The CLIP baseline must run before the methods that start from it.")
+    preset = context.preset
+    return [
+        "--model_name_or_path", str(context.baseline_dir),
+        *context.common_world_args(),
+        "--max_train_steps", str(preset.method_steps),
+        "--per_device_train_batch_size", str(preset.batch_size),
+        "--learning_rate", str(preset.learning_rate / 5),
+        "--num_warmup_steps", str(max(1, preset.method_steps // 10)),
+        "--logging_steps", str(max(1, preset.method_steps // 50)),
+    ]  # fmt: skip
+
+
+@bench_entry("fff")
+def bench_fff(context: BenchContext) -> dict[str, dict]:
+    """The paper's ablation on the world: the control is the same sigmoid fine-tuning without either fix."""
+    base = [*finetune_argv(context), "--eval_caption_column", "long_caption"]
+    variants = {
+        "control: sigmoid fine-tune (no mining, K=0)": ["--no_mining", "--num_pseudo_captions", "0"],
+        "mining only": ["--num_pseudo_captions", "0"],
+        "augmentation only (K=5)": ["--no_mining"],
+        "FFF (mining + K=5)": [],
+    }
+    rows = {}
+    for index, (name, flags) in enumerate(variants.items()):
+        rows[name] = run_script("fff", [*base, *flags], context.output_dir / "fff" / f"variant-{index}")
+    return rows
+
+
 # --- report -------------------------------------------------------------------------------------------------------
 def _ran_rows(results: dict) -> dict[str, dict]:
     rows = {}

@@ -27,11 +27,9 @@ import argparse
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import datasets
-import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch.utils.data import DataLoader
@@ -39,12 +37,11 @@ from tqdm.auto import tqdm
 
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.data.collate import ImageTextCollator
-from hf_clipzoo.data.loading import load_image_text_dataset
-from hf_clipzoo.eval.retrieval import evaluate_retrieval
-from hf_clipzoo.eval.zero_shot import evaluate_zero_shot
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
+from hf_clipzoo.losses import clamp_logit_scale_
 from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPProcessor
 from hf_clipzoo.training import (
+    across_processes,
     build_optimizer,
     build_scheduler,
     build_trackers,
@@ -54,113 +51,47 @@ from hf_clipzoo.training import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from hf_clipzoo.training.arguments import (
+    add_optimization_arguments,
+    add_run_arguments,
+    check_shared_arguments,
+    loggable_config,
+)
+from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
 
 logger = logging.getLogger("clip")
-
-# CLIP keeps its temperature above 0.01 (open_clip clamps the log scale to ln 100 after every step).
-MAX_LOGIT_SCALE = math.log(100)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="synthetic", help="'synthetic' (the embedded world) or a dataset path / Hub id.")
-    data.add_argument("--dataset_config_name", default=None, help="Config name of a Hub dataset.")
-    data.add_argument("--train_split", default="train", help="Split to train on.")
-    data.add_argument("--eval_split", default=None, help="Split for retrieval evaluation (default: none for real data).")
-    data.add_argument("--image_column", default="image", help="Column holding the images.")
-    data.add_argument("--caption_column", default="caption", help="Column holding the training captions.")
-    data.add_argument("--eval_caption_column", default=None, help="Caption column for retrieval eval (default: --caption_column).")
-    data.add_argument("--max_train_samples", type=int, default=None, help="Truncate the training set (debugging).")
-    data.add_argument("--max_eval_samples", type=int, default=512, help="Truncate the evaluation sets.")
-    data.add_argument("--synthetic_train_size", type=int, default=4096, help="Images in the synthetic training split.")
-    data.add_argument("--synthetic_eval_size", type=int, default=512, help="Images in the synthetic evaluation split.")
-    data.add_argument("--synthetic_classes_per_split", type=int, default=10, help="Images per class for zero-shot eval.")
-    data.add_argument("--resolution", type=int, default=None, help="Image size (default: the model's).")
-    data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
+    add_image_text_data_arguments(parser)
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model_name_or_path", default=None, help="A zoo / transformers CLIP folder or Hub id to start from.")
-    model.add_argument("--model_preset", default="world-tiny", help="Tower shapes when training from scratch (CLIP_PRESETS).")
-    model.add_argument("--loss_type", choices=("softmax", "sigmoid"), default="softmax", help="CLIP InfoNCE or SigLIP.")
-    model.add_argument("--sigmoid_chunk_size", type=int, default=None, help="Chunked sigmoid loss (memory O(b*chunk)).")
+    model.add_argument(
+        "--model_name_or_path", default=None, help="A zoo / transformers CLIP folder or Hub id to start from."
+    )
+    model.add_argument(
+        "--model_preset", default="world-tiny", help="Tower shapes when training from scratch (CLIP_PRESETS)."
+    )
+    model.add_argument(
+        "--loss_type", choices=("softmax", "sigmoid"), default="softmax", help="CLIP InfoNCE or SigLIP."
+    )
+    model.add_argument(
+        "--sigmoid_chunk_size", type=int, default=None, help="Chunked sigmoid loss (memory O(b*chunk))."
+    )
     model.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for activation memory.")
 
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--per_device_train_batch_size", type=int, default=64, help="Batch size per process.")
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per optimiser step.")
-    optim.add_argument("--learning_rate", type=float, default=5e-4, help="Peak learning rate.")
-    optim.add_argument("--weight_decay", type=float, default=0.2, help="AdamW weight decay (not on norms, biases, scales).")
-    optim.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1.")
-    optim.add_argument("--adam_beta2", type=float, default=0.98, help="AdamW beta2 (CLIP uses 0.98).")
-    optim.add_argument("--adam_epsilon", type=float, default=1e-6, help="AdamW epsilon.")
-    optim.add_argument("--lr_scheduler", default="cosine", help="cosine | linear | constant_with_warmup.")
-    optim.add_argument("--num_warmup_steps", type=int, default=50, help="Linear warm-up steps.")
-    optim.add_argument("--max_train_steps", type=int, default=None, help="Total optimiser steps (overrides epochs).")
-    optim.add_argument("--num_train_epochs", type=int, default=10, help="Epochs when --max_train_steps is not set.")
-    optim.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0 disables).")
-    optim.add_argument("--seed", type=int, default=0, help="Seed for data order, initialisation and the world.")
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", default="runs/clip", help="Where checkpoints, logs and the final model go.")
-    run.add_argument("--logging_steps", type=int, default=10, help="Log the training loss every N steps.")
-    run.add_argument("--eval_steps", type=int, default=None, help="Evaluate every N steps (default: at the end only).")
-    run.add_argument("--checkpointing_steps", type=int, default=None, help="Save a resumable checkpoint every N steps.")
-    run.add_argument("--checkpoints_total_limit", type=int, default=2, help="Keep at most this many checkpoints.")
-    run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder.")
-    run.add_argument("--report_to", default="jsonl", help="jsonl (always on), tensorboard, wandb or all.")
-    run.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="Overrides accelerate config.")
-    run.add_argument("--push_to_hub", action="store_true", help="Upload the final model folder to the Hub.")
-    run.add_argument("--hub_model_id", default=None, help="Repository id for --push_to_hub.")
-    run.add_argument("--hub_token", default=None, help="Token for --push_to_hub (default: the logged-in one).")
+    add_optimization_arguments(parser)
+    add_run_arguments(parser, output_dir="runs/clip")
     args = parser.parse_args(argv)
 
     if args.dataset != "synthetic" and args.eval_split is None:
         logger.info("No --eval_split given: the run reports training loss only.")
-    if args.push_to_hub and not args.hub_model_id:
-        parser.error("--push_to_hub needs --hub_model_id.")
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive, got {getattr(args, name)}.")
+    check_shared_arguments(parser, args)
     return args
 
 
-# --- data ------------------------------------------------------------------------------------------------------
-def load_data(args, accelerator) -> tuple[datasets.Dataset, datasets.Dataset | None, dict | None]:
-    """Training set, retrieval eval set and (synthetic world only) a zero-shot classification set."""
-    zero_shot = None
-    if args.dataset == "synthetic":
-        from hf_clipzoo.data.synthetic import CLASSIFICATION_TEMPLATES, WorldConfig, make_classification, make_scenes
-
-        world = WorldConfig(seed=args.seed, image_size=args.resolution)
-        # Every process builds the same (deterministic) world; main first so any caching happens once.
-        with accelerator.main_process_first():
-            train = make_scenes(args.synthetic_train_size, split="train", config=world)
-            evaluation = make_scenes(args.synthetic_eval_size, split="test", config=world)
-            classification = make_classification(args.synthetic_classes_per_split, split="test", config=world)
-        zero_shot = {
-            "dataset": classification,
-            "class_names": classification.features["label"].names,
-            "templates": CLASSIFICATION_TEMPLATES,
-        }
-    else:
-        train = load_image_text_dataset(
-            args.dataset, split=args.train_split, name=args.dataset_config_name,
-            image_column=args.image_column, caption_column=args.caption_column,
-        )
-        evaluation = None
-        if args.eval_split:
-            evaluation = load_image_text_dataset(
-                args.dataset, split=args.eval_split, name=args.dataset_config_name,
-                image_column=args.image_column, caption_column=args.eval_caption_column or args.caption_column,
-            ).cast_column(args.image_column, datasets.Image())
-    if args.max_train_samples:
-        train = train.select(range(min(args.max_train_samples, len(train))))
-    if evaluation is not None and args.max_eval_samples:
-        evaluation = evaluation.select(range(min(args.max_eval_samples, len(evaluation))))
-    return train, evaluation, zero_shot
-
-
+# --- model -----------------------------------------------------------------------------------------------------
 def build_model(args) -> tuple[ZooCLIPModel, ZooCLIPProcessor]:
     if args.model_name_or_path:
         model = ZooCLIPModel.from_pretrained(args.model_name_or_path)
@@ -186,28 +117,6 @@ def build_model(args) -> tuple[ZooCLIPModel, ZooCLIPProcessor]:
     return model, processor
 
 
-# --- evaluation ------------------------------------------------------------------------------------------------
-def evaluate(args, accelerator, model, processor, evaluation, zero_shot) -> dict[str, float]:
-    """Retrieval on the held-out captions and, on the synthetic world, zero-shot classification."""
-    model.eval()
-    metrics: dict[str, float] = {}
-    unwrapped = accelerator.unwrap_model(model)
-    if evaluation is not None:
-        result = evaluate_retrieval(
-            unwrapped, processor, evaluation, image_column=args.image_column,
-            caption_column=args.eval_caption_column or args.caption_column, accelerator=accelerator,
-        )
-        metrics.update({f"retrieval/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
-    if zero_shot is not None:
-        result = evaluate_zero_shot(
-            unwrapped, processor, zero_shot["dataset"], class_names=zero_shot["class_names"],
-            templates=zero_shot["templates"], accelerator=accelerator,
-        )
-        metrics.update({f"zero_shot/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
-    model.train()
-    return metrics
-
-
 # --- main ------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
@@ -230,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
 
     model, processor = build_model(args)
-    train, evaluation, zero_shot = load_data(args, accelerator)
+    data = load_image_text_data(args, accelerator)
+    train = data.train
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
@@ -251,40 +161,53 @@ def main(argv: list[str] | None = None) -> dict:
         )
     max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     optimizer = build_optimizer(
-        model, name="adamw", lr=args.learning_rate, weight_decay=args.weight_decay,
-        betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+        model,
+        name="adamw",
+        lr=args.learning_rate,
+        weight_decay=args.weight_decay,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
     )
     scheduler = build_scheduler(
         optimizer, name=args.lr_scheduler, num_warmup_steps=args.num_warmup_steps, num_training_steps=max_train_steps
     )
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
+    config = accelerator.unwrap_model(model).config  # `model` may now be wrapped (DDP), which hides `.config`
     steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
 
     global_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    accelerator.init_trackers("clip", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
-    logger.info("***** Training the baseline %s *****", "SigLIP" if model.config.loss_type == "sigmoid" else "CLIP")
+    accelerator.init_trackers("clip", config=loggable_config(args))
+    logger.info("***** Training the baseline %s *****", "SigLIP" if config.loss_type == "sigmoid" else "CLIP")
     logger.info("  examples = %d, epochs = %d, optimiser steps = %d", len(train), num_epochs, max_train_steps)
     logger.info(
         "  batch per device = %d, processes = %d, accumulation = %d -> global batch = %d",
-        args.per_device_train_batch_size, accelerator.num_processes, args.gradient_accumulation_steps, global_batch,
+        args.per_device_train_batch_size,
+        accelerator.num_processes,
+        args.gradient_accumulation_steps,
+        global_batch,
     )
 
     # --- resume ---
-    global_step, first_epoch, batches_to_skip = 0, 0, 0
+    global_step, first_epoch, batches_to_skip, skipped_total, last_loss = 0, 0, 0, 0, float("nan")
     checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
     if checkpoint is not None:
         state = load_checkpoint(accelerator, checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
         global_step = state["step"]
+        # The count is global; keep it on the main process only so the sum over processes stays right.
+        skipped_total = state.get("skipped_samples", 0) if accelerator.is_main_process else 0
+        last_loss = state.get("last_loss", float("nan"))
         first_epoch = global_step // steps_per_epoch
         batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
         logger.info("Resumed from %s at step %d (epoch %d).", checkpoint, global_step, first_epoch)
 
     # --- train ---
-    progress = tqdm(total=max_train_steps, initial=global_step, desc="clip", disable=not accelerator.is_local_main_process)
+    progress = tqdm(
+        total=max_train_steps, initial=global_step, desc="clip", disable=not accelerator.is_local_main_process
+    )
     model.train()
-    running_loss, running_count, skipped_total = 0.0, 0, 0
-    last_loss = float("nan")
+    running_loss, running_count = 0.0, 0
+    skipped = 0
     for epoch in range(first_epoch, num_epochs):
         train_dataloader.set_epoch(epoch)
         epoch_dataloader = train_dataloader
@@ -309,22 +232,37 @@ def main(argv: list[str] | None = None) -> dict:
 
             global_step += 1
             progress.update(1)
-            with torch.no_grad():
-                accelerator.unwrap_model(model).logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+            if config.loss_type == "softmax":  # CLIP caps the temperature at 100; SigLIP does not clamp
+                clamp_logit_scale_(accelerator.unwrap_model(model).logit_scale)
             if global_step % args.logging_steps == 0 or global_step == max_train_steps:
-                last_loss = running_loss / running_count
-                logs = {"train/loss": last_loss, "train/lr": scheduler.get_last_lr()[0],
-                        "train/logit_scale": accelerator.unwrap_model(model).logit_scale.exp().item(),
-                        "train/skipped_samples": skipped_total}
+                # Each process holds its share of the loss (local loss): the global loss is their mean.
+                last_loss = across_processes(accelerator, running_loss / running_count, "mean")
+                skipped = int(across_processes(accelerator, skipped_total, "sum"))
+                logs = {
+                    "train/loss": last_loss,
+                    "train/lr": scheduler.get_last_lr()[0],
+                    "train/logit_scale": accelerator.unwrap_model(model).logit_scale.exp().item(),
+                    "train/skipped_samples": skipped,
+                }
                 accelerator.log(logs, step=global_step)
                 progress.set_postfix(loss=f"{last_loss:.4f}")
                 running_loss, running_count = 0.0, 0
             if args.eval_steps and global_step % args.eval_steps == 0 and global_step < max_train_steps:
-                accelerator.log(evaluate(args, accelerator, model, processor, evaluation, zero_shot), step=global_step)
+                accelerator.log(evaluate_image_text(args, accelerator, model, processor, data), step=global_step)
             if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
                 save_checkpoint(
-                    accelerator, output_dir, global_step, model=model, optimizer=optimizer, scheduler=scheduler,
-                    extra_state={"epoch": epoch}, total_limit=args.checkpoints_total_limit,
+                    accelerator,
+                    output_dir,
+                    global_step,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    extra_state={
+                        "epoch": epoch,
+                        "last_loss": last_loss,
+                        "skipped_samples": int(across_processes(accelerator, skipped_total, "sum")),
+                    },
+                    total_limit=args.checkpoints_total_limit,
                 )
             if global_step >= max_train_steps:
                 break
@@ -333,9 +271,9 @@ def main(argv: list[str] | None = None) -> dict:
     progress.close()
 
     # --- final evaluation, save, card, push ---
-    metrics = evaluate(args, accelerator, model, processor, evaluation, zero_shot)
+    metrics = evaluate_image_text(args, accelerator, model, processor, data)
     metrics["train/loss"] = last_loss
-    metrics["train/skipped_samples"] = skipped_total
+    metrics["train/skipped_samples"] = skipped
     accelerator.log(metrics, step=global_step)
     accelerator.wait_for_everyone()
     final_dir = output_dir / "final"
@@ -349,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
             model_id=args.hub_model_id or final_dir.name,
             datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
             metrics=metrics,
-            training_args={k: v for k, v in vars(args).items() if k != "hub_token"},
+            training_args=loggable_config(args),
             pipeline_tag="zero-shot-image-classification",
         )
         save_model_card(final_dir, card)

@@ -49,7 +49,9 @@ def load_image_text_dataset(
     path = Path(source)
     tar_files = sorted(glob.glob(str(path / "*.tar"))) if path.is_dir() else sorted(glob.glob(source))
     tar_files = [f for f in tar_files if f.endswith(".tar")]
-    csv_files = sorted(glob.glob(str(path / "*.csv"))) if path.is_dir() else ([source] if source.endswith(".csv") else [])
+    csv_files = (
+        sorted(glob.glob(str(path / "*.csv"))) if path.is_dir() else ([source] if source.endswith(".csv") else [])
+    )
 
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         loaded = datasets.load_from_disk(str(path))
@@ -63,7 +65,11 @@ def load_image_text_dataset(
         image_key = next((k for k in IMAGE_EXTENSIONS if k in (dataset.column_names or [])), None)
         if image_key and image_column and image_key != image_column:
             dataset = dataset.rename_column(image_key, image_column)
-        if caption_column and caption_column not in (dataset.column_names or []) and "txt" in (dataset.column_names or []):
+        if (
+            caption_column
+            and caption_column not in (dataset.column_names or [])
+            and "txt" in (dataset.column_names or [])
+        ):
             dataset = dataset.rename_column("txt", caption_column)
     elif csv_files:
         dataset = datasets.load_dataset("csv", data_files={split: csv_files}, split=split, streaming=streaming)

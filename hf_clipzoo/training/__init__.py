@@ -1,0 +1,25 @@
+"""The shared pieces of the training scripts; the training loops themselves stay visible in `training_scripts/`."""
+
+from .checkpoint import CorruptCheckpointError, list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .guards import across_processes, check_finite
+from .hub import push_folder_to_hub
+from .optim import build_optimizer, build_scheduler, lr_multiplier, param_groups
+from .tracking import JsonlTracker, build_trackers, read_jsonl_log
+
+__all__ = [
+    "CorruptCheckpointError",
+    "JsonlTracker",
+    "across_processes",
+    "build_optimizer",
+    "build_scheduler",
+    "build_trackers",
+    "check_finite",
+    "list_checkpoints",
+    "load_checkpoint",
+    "lr_multiplier",
+    "param_groups",
+    "push_folder_to_hub",
+    "read_jsonl_log",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]

@@ -12,32 +12,51 @@ CLIP_PRESETS: dict[str, dict] = {
     "world-micro": dict(
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
         ),
         projection_dim=32,
     ),
     "world-tiny": dict(
         text_config=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4),
         vision_config=dict(
-            hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4, image_size=64, patch_size=8
+            hidden_size=128,
+            intermediate_size=512,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            image_size=64,
+            patch_size=8,
         ),
         projection_dim=128,
     ),
     "world-small": dict(
         text_config=dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4),
         vision_config=dict(
-            hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=4, image_size=64, patch_size=8
+            hidden_size=256,
+            intermediate_size=1024,
+            num_hidden_layers=6,
+            num_attention_heads=4,
+            image_size=64,
+            patch_size=8,
         ),
         projection_dim=256,
     ),
     "vit-b-32": dict(
         text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32),
+        vision_config=dict(
+            hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32
+        ),
         projection_dim=512,
     ),
     "vit-b-16": dict(
         text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16),
+        vision_config=dict(
+            hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16
+        ),
         projection_dim=512,
     ),
     "vit-l-14": dict(

@@ -76,7 +76,9 @@ def test_duplicates_and_near_duplicates_become_positives_unrelated_pairs_do_not(
     expected[1, 3] = expected[3, 1] = True
     assert torch.equal(mined, expected)
     # "all" needs both: images 1 and 3 are not alike, so nothing survives.
-    both = mine_positives(images, texts, owner, image_image_threshold=0.99, text_text_threshold=0.999, combination="all")
+    both = mine_positives(
+        images, texts, owner, image_image_threshold=0.99, text_text_threshold=0.999, combination="all"
+    )
     assert not both.any()
 
 
@@ -155,7 +157,7 @@ def naive_multi_positive_softmax(image_embeds, text_embeds, mask, scale):
         -sum(mask[i, j] / mask[:, j].sum() * torch.log_softmax(logits[:, j], 0)[i] for i in range(logits.shape[0]))
         for j in range(logits.shape[1])
     )
-    return float((rows / logits.shape[0] + columns / logits.shape[1]) / 2)
+    return float((rows / logits.shape[0] + columns / logits.shape[1]).detach() / 2)
 
 
 def trained_like_model(**kwargs):
@@ -172,7 +174,9 @@ def test_sigmoid_loss_equals_naive_double_sum_with_mined_mask():
     out = model(**inputs, return_loss=True)
     mask = out.positive_mask
     assert mask[2, 0] and mask[0, 3] and mask[0, 0] and mask[2, 5]
-    expected = naive_sigmoid(out.image_embeds, out.text_embeds, mask, model.logit_scale.exp().item(), model.logit_bias.item())
+    expected = naive_sigmoid(
+        out.image_embeds, out.text_embeds, mask, model.logit_scale.exp().item(), model.logit_bias.item()
+    )
     assert out.loss.item() == pytest.approx(expected, rel=1e-5)
     assert out.num_mined_positives.item() == int(mask.sum()) - 6
 
@@ -195,7 +199,9 @@ def test_without_mining_only_own_captions_are_positive():
 
 
 def test_teacher_features_drive_the_mining():
-    model = trained_like_model(mining_source="teacher", mining_image_image_threshold=0.99, mining_text_text_threshold=None)
+    model = trained_like_model(
+        mining_source="teacher", mining_image_image_threshold=0.99, mining_text_text_threshold=None
+    )
     inputs = tiny_inputs()
     teacher_images = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # the teacher sees images 0 and 1 as one
     teacher_texts = torch.randn(6, 2)
@@ -256,7 +262,9 @@ def test_auto_model_and_zero_shot_pipeline(tmp_path):
         "zero-shot-image-classification", model=model, tokenizer=processor.tokenizer,
         image_processor=processor.image_processor,
     )  # fmt: skip
-    result = classifier(Image.new("RGB", (40, 40), "red"), candidate_labels=["cat", "dog", "bird"], hypothesis_template="a {}.")
+    result = classifier(
+        Image.new("RGB", (40, 40), "red"), candidate_labels=["cat", "dog", "bird"], hypothesis_template="a {}."
+    )
     assert sorted(r["label"] for r in result) == ["bird", "cat", "dog"]
 
 
@@ -264,7 +272,9 @@ def test_loads_a_baseline_clip_checkpoint(tmp_path):
     """FFF fine-tunes from a baseline: a ZooCLIP (softmax, no bias) folder loads, the bias starts at its init."""
     from hf_clipzoo import ZooCLIPConfig, ZooCLIPModel
 
-    clip = ZooCLIPModel(ZooCLIPConfig(text_config=TINY_TEXT_CONFIG, vision_config=TINY_VISION_CONFIG, projection_dim=16))
+    clip = ZooCLIPModel(
+        ZooCLIPConfig(text_config=TINY_TEXT_CONFIG, vision_config=TINY_VISION_CONFIG, projection_dim=16)
+    )
     clip.save_pretrained(tmp_path)
     config = FFFConfig.from_dict({**ZooCLIPConfig.from_pretrained(tmp_path).to_dict(), "loss_type": "sigmoid"})
     model, info = FFFModel.from_pretrained(tmp_path, config=config, output_loading_info=True)

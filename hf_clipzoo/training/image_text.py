@@ -1,0 +1,127 @@
+"""Data and evaluation shared by the image-text training scripts (CLIP / SigLIP baseline, FFF, DreamLIP, ...).
+
+Each script keeps its own loop; what is identical across them — the `--dataset` arguments, loading the embedded world
+or a real image-text source, and the periodic retrieval + zero-shot evaluation — lives here once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+
+import datasets
+
+from ..data.loading import load_image_text_dataset
+from ..eval.retrieval import evaluate_retrieval
+from ..eval.zero_shot import evaluate_zero_shot
+
+logger = logging.getLogger(__name__)
+
+
+def add_image_text_data_arguments(parser: argparse.ArgumentParser, *, caption_column: str = "caption"):
+    """The `data` argument group every image-text script shares."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset", default="synthetic", help="'synthetic' (the embedded world) or a dataset path / Hub id."
+    )
+    data.add_argument("--dataset_config_name", default=None, help="Config name of a Hub dataset.")
+    data.add_argument("--train_split", default="train", help="Split to train on.")
+    data.add_argument(
+        "--eval_split", default=None, help="Split for retrieval evaluation (default: none for real data)."
+    )
+    data.add_argument("--image_column", default="image", help="Column holding the images.")
+    data.add_argument("--caption_column", default=caption_column, help="Column holding the training captions.")
+    data.add_argument(
+        "--eval_caption_column", default=None, help="Caption column for retrieval eval (default: --caption_column)."
+    )
+    data.add_argument("--max_train_samples", type=int, default=None, help="Truncate the training set (debugging).")
+    data.add_argument("--max_eval_samples", type=int, default=512, help="Truncate the evaluation sets.")
+    data.add_argument("--synthetic_train_size", type=int, default=4096, help="Images in the synthetic training split.")
+    data.add_argument("--synthetic_eval_size", type=int, default=512, help="Images in the synthetic evaluation split.")
+    data.add_argument(
+        "--synthetic_classes_per_split", type=int, default=10, help="Images per class for zero-shot eval."
+    )
+    data.add_argument("--resolution", type=int, default=None, help="Image size (default: the model's).")
+    data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
+    return data
+
+
+@dataclass
+class ImageTextData:
+    """A training split, an optional retrieval split, and (embedded world only) a zero-shot classification task."""
+
+    train: datasets.Dataset
+    evaluation: datasets.Dataset | None
+    zero_shot: dict | None
+
+
+def load_image_text_data(
+    args: argparse.Namespace, accelerator, *, extra_columns: tuple[str, ...] = ()
+) -> ImageTextData:
+    """Load what `add_image_text_data_arguments` describes. `args.resolution` must be set (the model's image size).
+
+    `extra_columns` are columns the script needs besides image and caption (e.g. `pseudo_captions`); for real data
+    they must exist, or a `ValueError` names them.
+    """
+    zero_shot = None
+    if args.dataset == "synthetic":
+        from ..data.synthetic import CLASSIFICATION_TEMPLATES, WorldConfig, make_classification, make_scenes
+
+        world = WorldConfig(seed=args.seed, image_size=args.resolution)
+        # Every process builds the same (deterministic) world; the main process first so any caching happens once.
+        with accelerator.main_process_first():
+            train = make_scenes(args.synthetic_train_size, split="train", config=world)
+            evaluation = make_scenes(args.synthetic_eval_size, split="test", config=world)
+            classification = make_classification(args.synthetic_classes_per_split, split="test", config=world)
+        zero_shot = {
+            "dataset": classification,
+            "class_names": classification.features["label"].names,
+            "templates": CLASSIFICATION_TEMPLATES,
+        }
+    else:
+        train = load_image_text_dataset(
+            args.dataset, split=args.train_split, name=args.dataset_config_name,
+            image_column=args.image_column, caption_column=args.caption_column,
+        )  # fmt: skip
+        evaluation = None
+        if args.eval_split:
+            evaluation = load_image_text_dataset(
+                args.dataset, split=args.eval_split, name=args.dataset_config_name,
+                image_column=args.image_column, caption_column=args.eval_caption_column or args.caption_column,
+            ).cast_column(args.image_column, datasets.Image())  # fmt: skip
+    missing = [column for column in extra_columns if column not in train.column_names]
+    if missing:
+        raise ValueError(
+            f"The training data has no column(s) {missing}; it has {train.column_names}. Add them, or disable the "
+            "option that needs them."
+        )
+    if args.max_train_samples:
+        train = train.select(range(min(args.max_train_samples, len(train))))
+    if evaluation is not None and args.max_eval_samples:
+        evaluation = evaluation.select(range(min(args.max_eval_samples, len(evaluation))))
+    return ImageTextData(train=train, evaluation=evaluation, zero_shot=zero_shot)
+
+
+def evaluate_image_text(args, accelerator, model, processor, data: ImageTextData) -> dict[str, float]:
+    """Retrieval on the held-out captions and, on the embedded world, zero-shot classification."""
+    model.eval()
+    metrics: dict[str, float] = {}
+    unwrapped = accelerator.unwrap_model(model)
+    if data.evaluation is not None:
+        result = evaluate_retrieval(
+            unwrapped, processor, data.evaluation, image_column=args.image_column,
+            caption_column=args.eval_caption_column or args.caption_column, accelerator=accelerator,
+        )  # fmt: skip
+        metrics.update({f"retrieval/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+    if data.zero_shot is not None:
+        result = evaluate_zero_shot(
+            unwrapped, processor, data.zero_shot["dataset"], class_names=data.zero_shot["class_names"],
+            templates=data.zero_shot["templates"], accelerator=accelerator,
+        )  # fmt: skip
+        metrics.update({f"zero_shot/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+    model.train()
+    return metrics
+
+
+__all__ = ["ImageTextData", "add_image_text_data_arguments", "evaluate_image_text", "load_image_text_data"]
