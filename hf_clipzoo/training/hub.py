@@ -25,6 +25,8 @@ def push_folder_to_hub(
     Checkpoint folders and logs are not in `folder` (the scripts push `<output_dir>/final`). Returns the commit URL.
     """
     folder = Path(folder)
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        raise ValueError(f"repo_id must be a Hub repository id such as 'you/clip-world', got {repo_id!r}.")
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder} has no config.json; expected a folder written by save_pretrained.")
     api = HfApi(token=token, endpoint=endpoint)
@@ -33,7 +35,8 @@ def push_folder_to_hub(
         repo_id=repo_id,
         folder_path=str(folder),
         commit_message=commit_message or f"Upload {folder.name} with hf-clipzoo",
-        ignore_patterns=["*.pt", "*.bin", "*.pkl", "checkpoint-*/**"],
+        # Weights go up as safetensors only: pickles (optimizer states, stray .bin/.pt files) and checkpoints stay local.
+        ignore_patterns=["*.pt", "*.pth", "*.bin", "*.pkl", "*.pickle", "*.ckpt", "checkpoint-*/**"],
     )
     logger.info("Pushed %s to %s", folder, commit.commit_url)
     return commit.commit_url

@@ -47,3 +47,99 @@ def test_without_metrics_or_datasets(tmp_path):
 def test_unknown_template():
     with pytest.raises(ValueError, match="available: \\["):
         render_model_card("nonexistent", model_id="x")
+
+
+def _body(card) -> str:
+    return str(card).split("---", 2)[2]
+
+
+def test_model_index_tasks_datasets_and_tables():
+    metrics = {"zero_shot/top1_accuracy": 0.5, "retrieval/text_to_image_R@5": 0.75, "mmvp/pair_accuracy": 0.25,
+               "train/loss": 2.0, "retrieval/num_texts": 32}  # fmt: skip
+    card = render_model_card(
+        "clip", model_id="org/m", datasets=["org/eval-set", "org/other"], metrics=metrics,
+        pipeline_tag="zero-shot-image-classification", dataset_name="Eval set",
+    )  # fmt: skip
+    got = {
+        (r.task_type, r.dataset_type, r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results
+    }
+    # Written out by hand: the group decides the task, the pipeline tag covers groups without a known task.
+    assert got == {
+        ("zero-shot-image-classification", "org/eval-set", "Eval set", "zero_shot/top1_accuracy"): 0.5,
+        ("image-text-retrieval", "org/eval-set", "Eval set", "retrieval/text_to_image_R@5"): 0.75,
+        ("zero-shot-image-classification", "org/eval-set", "Eval set", "mmvp/pair_accuracy"): 0.25,
+    }
+    body = _body(card)
+    # Every metric, including training statistics and counts, is in the results table with 4 decimals.
+    for name, value in metrics.items():
+        assert f"| `{name}` | {value:.4f} |" in body
+    forced = render_model_card("clip", model_id="m", datasets=["d"], metrics=metrics, task_type="custom-task")
+    assert {r.task_type for r in forced.data.eval_results} == {"custom-task"}
+    # Without a dataset there is nothing to attach results to: the numbers stay in the table only.
+    no_dataset = render_model_card(
+        "clip", model_id="m", metrics=metrics, pipeline_tag="zero-shot-image-classification"
+    )
+    assert no_dataset.data.eval_results is None and "| `zero_shot/top1_accuracy` | 0.5000 |" in str(no_dataset)
+
+
+def test_secrets_never_reach_the_card():
+    args = {
+        "hub_token": "hf_abcdefghijklmnop",
+        "hf_token": "x1",
+        "wandb_api_key": "k2",
+        "aws_secret_access_key": "k3",
+        "report_to_url": "https://user:hf_ZYXWVUTSRQPONM@host",  # a token inside an innocuous-looking value
+        "tracker": {"project": "p", "api_key": "k4"},
+        "max_tokens": 77,  # a hyper-parameter, not a credential
+        "note": "a|b",
+    }
+    card = render_model_card("clip", model_id="m", training_args=args)
+    text = str(card)
+    for secret in ("hf_abcdefghijklmnop", "x1", "k2", "k3", "hf_ZYXWVUTSRQPONM", "k4", "hub_token", "api_key"):
+        assert secret not in text, secret
+    assert "| `max_tokens` | `77` |" in text and "a\\|b" in text  # the pipe is escaped inside the table cell
+
+
+def test_minimal_card_has_no_placeholder_junk():
+    card = render_model_card("clip", model_id="local-folder")
+    body = _body(card)
+    assert "None" not in body and "{{" not in body and "{%" not in body
+    assert "Trained from scratch" in body and "Not recorded." in body
+    data = card.data
+    assert data.base_model is None and data.datasets is None and data.pipeline_tag is None
+    assert data.library_name == "transformers" and data.tags == ["clip", "hf-clipzoo"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model_id": ""}, "model_id"),
+        ({"metrics": {"acc": "high"}}, "Metric 'acc' must be a number"),
+        ({"metrics": {"acc": True}}, "Metric 'acc' must be a number"),
+        ({"metrics": [0.5]}, "metrics must be a dict"),
+        ({"training_args": ["lr"]}, "training_args must be a dict"),
+        ({"datasets": "hf-clipzoo/embedded-world"}, "datasets must be a list"),
+        ({"tags": [""]}, "tags must be a list"),
+        ({"extra": {"model_id": "other"}}, "extra must not redefine"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        render_model_card("clip", **{"model_id": "org/m", **kwargs})
+
+
+def test_save_model_card(tmp_path):
+    card = render_model_card("clip", model_id="org/m", metrics={"zero_shot/top1_accuracy": 0.5}, datasets=["d"])
+    path = save_model_card(tmp_path / "new" / "folder", card)
+    assert path.name == "README.md" and ModelCard.load(path).data.eval_results[0].metric_value == 0.5
+    with pytest.raises(ValueError, match="ModelCard"):
+        save_model_card(tmp_path, "# not a card")
+
+
+def test_templates_ship_inside_the_package():
+    from hf_clipzoo.hub.model_card import TEMPLATES_DIR
+
+    assert TEMPLATES_DIR.parent.name == "hub" and "clip" in available_templates()
+    for name in available_templates():
+        # Front matter comes only from ModelCardData: a template must not type in metadata (or numbers) itself.
+        assert (TEMPLATES_DIR / f"{name}.md").read_text().startswith("---\n{{ card_data }}\n---\n"), name
