@@ -149,3 +149,16 @@ def test_two_processes_killed_and_resumed_match_an_uninterrupted_run(tmp_path):
     b = load_file(str(tmp_path / "killed" / "final" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_push_to_hub_at_the_end(tmp_path, fake_hub):
+    """`--push_to_hub` uploads the final folder to the (loopback) Hub; it loads back by repo id."""
+    load_training_script("clip").main(
+        TINY_RUN + ["--output_dir", str(tmp_path / "run"), "--max_train_steps", "1", "--push_to_hub",
+                    "--hub_model_id", "org/clip-world-micro"]
+    )  # fmt: skip
+    files = fake_hub.files("org/clip-world-micro")
+    assert {"config.json", "model.safetensors", "README.md", "processor_config.json"} <= set(files)
+    assert b"model-index" in files["README.md"]
+    model = AutoModel.from_pretrained("org/clip-world-micro")
+    assert type(model).__name__ == "ZooCLIPModel"
