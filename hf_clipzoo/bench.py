@@ -61,7 +61,7 @@ PRESETS = {
     # The README default: about 15 minutes on 2 CPU cores for everything implemented.
     "quick": BenchPreset(
         train_size=8192, eval_size=512, classes_per_split=10, max_train_steps=600, batch_size=64,
-        model_preset="world-tiny", learning_rate=1e-3, eval_steps=200, warmup_steps=50,
+        model_preset="world-tiny", learning_rate=5e-4, eval_steps=200, warmup_steps=50,
         method_steps=150, shots=(1, 2, 4, 8, 16), test_episodes=600,
     ),
     # A GPU budget: bigger towers, longer schedules.
