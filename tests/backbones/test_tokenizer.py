@@ -69,6 +69,13 @@ def test_published_ids(tokenizer):
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (49406, 49407, 49407)
 
 
+def test_lower_cases_and_collapses_whitespace(tokenizer):
+    # CLIP's `whitespace_clean` + `lower()`: case and runs of spaces / tabs / newlines do not change the ids.
+    reference = tokenizer("a photo of a cat")["input_ids"]
+    assert tokenizer("  A PHOTO\tof   a\n Cat ")["input_ids"] == reference
+    assert tokenizer("a photo of a cats")["input_ids"] != reference
+
+
 @pytest.mark.parametrize(
     "text",
     [
