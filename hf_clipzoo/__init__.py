@@ -6,11 +6,16 @@ Importing the package registers every method with transformers' Auto classes, so
 
 __version__ = "0.1.0.dev0"
 
+from .models.ape import APEConfig, APEModel, APETConfig, APETModel  # noqa: E402
 from .models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPOutput, ZooCLIPProcessor  # noqa: E402
 from .models.fff import FFFConfig, FFFModel, FFFOutput, FFFProcessor  # noqa: E402
 from .registry import get_method, list_methods  # noqa: E402
 
 __all__ = [
+    "APEConfig",
+    "APEModel",
+    "APETConfig",
+    "APETModel",
     "FFFConfig",
     "FFFModel",
     "FFFOutput",

@@ -130,16 +130,33 @@ def run_script(name: str, argv: list[str], run_dir: Path) -> dict:
 
 # --- entries ------------------------------------------------------------------------------------------------------
 BENCH_ENTRIES: dict[str, Callable[[BenchContext], dict[str, dict]]] = {}
+# The metrics a method's table in results.md shows (all of them when absent); results.json keeps every metric.
+BENCH_COLUMNS: dict[str, tuple[str, ...]] = {}
 
 
-def bench_entry(method: str):
-    """Register the function that benchmarks `method`; it returns `{row name: run_script(...) result}`."""
+def bench_entry(method: str, columns: tuple[str, ...] | None = None):
+    """Register the function that benchmarks `method`; it returns `{row name: run_script(...) result}`.
+
+    `columns` selects the metrics of its results.md table and plots (searched hyper-parameters and bookkeeping stay
+    in results.json).
+    """
 
     def register(function):
         BENCH_ENTRIES[method] = function
+        if columns:
+            BENCH_COLUMNS[method] = tuple(columns)
         return function
 
     return register
+
+
+# The image-text methods' shared table: zero-shot on the 64 classes, retrieval against the long descriptions.
+IMAGE_TEXT_COLUMNS = (
+    "zero_shot/top1_accuracy", "zero_shot/top5_accuracy",
+    "retrieval/image_to_text_R@1", "retrieval/image_to_text_R@5",
+    "retrieval/text_to_image_R@1", "retrieval/text_to_image_R@5",
+    "fashion_mnist/top1_accuracy", "train/loss",
+)  # fmt: skip
 
 
 def baseline_argv(context: BenchContext, loss_type: str) -> list[str]:
@@ -160,7 +177,7 @@ def baseline_argv(context: BenchContext, loss_type: str) -> list[str]:
     return argv
 
 
-@bench_entry("clip")
+@bench_entry("clip", columns=IMAGE_TEXT_COLUMNS)
 def bench_clip(context: BenchContext) -> dict[str, dict]:
     run = run_script("clip", baseline_argv(context, "softmax"), context.output_dir / "clip")
     context.baseline_dir = Path(run["model_dir"])
@@ -191,7 +208,7 @@ def fashion_mnist_zero_shot(model_dir: Path, context: BenchContext) -> dict | No
     return {"metrics": metrics, "seconds": time.perf_counter() - start, "model_dir": str(model_dir), "curve": []}
 
 
-@bench_entry("siglip")
+@bench_entry("siglip", columns=IMAGE_TEXT_COLUMNS)
 def bench_siglip(context: BenchContext) -> dict[str, dict]:
     run = run_script("clip", baseline_argv(context, "sigmoid"), context.output_dir / "siglip")
     context.siglip_dir = Path(run["model_dir"])
@@ -214,7 +231,7 @@ def finetune_argv(context: BenchContext) -> list[str]:
     ]  # fmt: skip
 
 
-@bench_entry("fff")
+@bench_entry("fff", columns=IMAGE_TEXT_COLUMNS)
 def bench_fff(context: BenchContext) -> dict[str, dict]:
     """The paper's ablation on the world: the control is the same sigmoid fine-tuning without either fix."""
     base = [*finetune_argv(context), "--eval_caption_column", "long_caption"]
@@ -230,7 +247,52 @@ def bench_fff(context: BenchContext) -> dict[str, dict]:
     return rows
 
 
+@bench_entry(
+    "ape",
+    columns=tuple(
+        f"{name}/{metric}"
+        for metric in ("test_accuracy", "trainable_parameters")
+        for name in ("zero_shot", "tip_adapter", "tip_adapter_f", "ape", "ape_t")
+        if f"{name}/{metric}" != "zero_shot/trainable_parameters"
+    ),
+)
+def bench_ape(context: BenchContext) -> dict[str, dict]:
+    """Few-shot classification on the world's 64 classes: zero-shot, Tip-Adapter(-F), APE, APE-T per shot count.
+
+    The encoder is the frozen CLIP baseline; every shot count draws its own few-shot set from the same seed, and
+    β, α (γ) are searched on the val split only.
+    """
+    if context.baseline_dir is None:
+        raise RuntimeError("The CLIP baseline must run before APE (it is APE's frozen encoder).")
+    smoke = context.preset_name == "smoke"
+    rows = {}
+    for shots in context.preset.shots:
+        argv = [
+            "--model_name_or_path", str(context.baseline_dir),
+            "--seed", str(context.seed),
+            "--shots", str(shots),
+            "--synthetic_train_per_class", str(max(context.preset.shots)),
+            "--synthetic_val_per_class", "2" if smoke else "4",
+            "--synthetic_test_per_class", "2" if smoke else "8",
+            "--augment_epochs", "1" if smoke else "10",
+            "--num_train_epochs", "2" if smoke else "20",
+            "--search_steps", *(("5", "3", "3") if smoke else ("200", "20", "20")),
+            "--train", "--train_tip_adapter_f",
+        ]  # fmt: skip
+        rows[f"{shots} shot{'s' if shots > 1 else ''}"] = run_script(
+            "ape", argv, context.output_dir / "ape" / f"shots-{shots}"
+        )
+    return rows
+
+
 # --- report -------------------------------------------------------------------------------------------------------
+def _table_metrics(method: str, rows: dict[str, dict]) -> list[str]:
+    numeric = {m for row in rows.values() for m in row["metrics"] if isinstance(row["metrics"][m], (int, float))}
+    if method in BENCH_COLUMNS:
+        return [m for m in BENCH_COLUMNS[method] if m in numeric]
+    return sorted(numeric)
+
+
 def _ran_rows(results: dict) -> dict[str, dict]:
     rows = {}
     for method, entry in results["methods"].items():
@@ -250,6 +312,10 @@ def write_plots(results: dict, plots_dir: Path) -> list[str]:
     plots_dir.mkdir(parents=True, exist_ok=True)
     written = []
     rows = _ran_rows(results)
+    plotted = {
+        m for method, entry in results["methods"].items() if entry["status"] == "ran"
+        for m in _table_metrics(method, entry["rows"])
+    }  # fmt: skip
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, row in rows.items():
@@ -264,7 +330,7 @@ def write_plots(results: dict, plots_dir: Path) -> list[str]:
     plt.close(fig)
     written.append("plots/learning_curves.png")
 
-    metric_names = sorted({m for row in rows.values() for m in row["metrics"] if not m.startswith("train/")})
+    metric_names = sorted(m for m in plotted if not m.startswith("train/"))
     for metric in metric_names:
         names = [n for n, r in rows.items() if isinstance(r["metrics"].get(metric), (int, float))]
         values = [rows[n]["metrics"][metric] for n in names]
@@ -305,9 +371,7 @@ def write_markdown(results: dict, path: Path) -> None:
             lines += [f"**{entry['status']}**", ""]
             continue
         rows = entry["rows"]
-        metrics = sorted(
-            {m for row in rows.values() for m in row["metrics"] if isinstance(row["metrics"][m], (int, float))}
-        )
+        metrics = _table_metrics(method, rows)
         lines.append("| run | seconds | " + " | ".join(f"`{m}`" for m in metrics) + " |")
         lines.append("|---|---:|" + "---:|" * len(metrics))
         for name, row in rows.items():
@@ -382,4 +446,13 @@ def run_bench(preset: str = "quick", output_dir: str | Path = "bench_out", seed:
     return results
 
 
-__all__ = ["BENCH_ENTRIES", "PRESETS", "BenchContext", "BenchPreset", "bench_entry", "run_bench", "run_script"]
+__all__ = [
+    "BENCH_COLUMNS",
+    "BENCH_ENTRIES",
+    "PRESETS",
+    "BenchContext",
+    "BenchPreset",
+    "bench_entry",
+    "run_bench",
+    "run_script",
+]

@@ -170,9 +170,14 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     extra_state: dict | None = None,
+    extra_files: list[str | os.PathLike] | None = None,
     total_limit: int | None = None,
 ) -> Path:
-    """Write `output_dir/checkpoint-<step>` atomically; every process must call it. Keeps the newest `total_limit`."""
+    """Write `output_dir/checkpoint-<step>` atomically; every process must call it. Keeps the newest `total_limit`.
+
+    `extra_files` are copied into the checkpoint under their own names (run state kept outside the model, such as
+    the best epoch's weights); `load_checkpoint` leaves them where they are for the script to read.
+    """
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     staging = output_dir / f".{CHECKPOINT_PREFIX}{step}.incomplete"
@@ -194,6 +199,8 @@ def save_checkpoint(
             _write_json(staging / "optimizer.json", meta)
         if scheduler is not None:
             _write_json(staging / "scheduler.json", _jsonable(scheduler.state_dict()))
+        for path in extra_files or ():
+            shutil.copy2(path, staging / Path(path).name)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = {"step": step, "world_size": accelerator.num_processes, "extra_state": _jsonable(extra_state or {})}

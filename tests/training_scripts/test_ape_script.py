@@ -1,0 +1,153 @@
+"""`training_scripts/ape.py` end to end on tiny sizes: build, search on val, train APE-T, save, reload."""
+
+import json
+import os
+import subprocess
+import sys
+
+import datasets
+import pytest
+import torch
+from transformers import AutoModel, AutoProcessor
+
+import hf_clipzoo  # noqa: F401  (registers the zoo classes)
+from hf_clipzoo.backbones.processing import build_clip_processor
+from hf_clipzoo.data.synthetic import WorldConfig
+from hf_clipzoo.data.synthetic.classification import make_classification
+from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
+from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+
+NUM_CLASSES = 64
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    """A tiny random baseline CLIP saved like `training_scripts/clip.py` saves one."""
+    folder = tmp_path_factory.mktemp("encoder")
+    torch.manual_seed(0)
+    ZooCLIPModel(ZooCLIPConfig.from_preset("world-micro")).save_pretrained(folder)
+    build_clip_processor(32, 77).save_pretrained(folder)
+    return folder
+
+
+def tiny_run(encoder_dir, out) -> list[str]:
+    return [
+        "--model_name_or_path", str(encoder_dir), "--output_dir", str(out),
+        "--shots", "1", "--synthetic_val_per_class", "1", "--synthetic_test_per_class", "2",
+        "--augment_epochs", "1", "--search_steps", "6", "4", "4",
+        "--per_device_train_batch_size", "32", "--logging_steps", "1",
+    ]  # fmt: skip
+
+
+def test_builds_searches_on_val_trains_and_saves(tmp_path, encoder_dir, monkeypatch):
+    script = load_training_script("ape")
+    searched_rows = []
+    real_search = script.search_hyperparameters
+
+    def recording_search(model, val_embeds, val_labels, **kwargs):
+        searched_rows.append(val_embeds.shape[0])
+        return real_search(model, val_embeds, val_labels, **kwargs)
+
+    monkeypatch.setattr(script, "search_hyperparameters", recording_search)
+    out = tmp_path / "run"
+    metrics = script.main(
+        tiny_run(encoder_dir, out) + ["--train", "--num_train_epochs", "2", "--checkpointing_steps", "2"]
+    )
+    # Every search (Tip-Adapter, APE, APE-T) saw the 64 val rows, never the 128 test rows.
+    assert searched_rows == [NUM_CLASSES] * 3
+    for name in ("zero_shot", "tip_adapter", "ape", "ape_t"):
+        assert 0.0 <= metrics[f"{name}/test_accuracy"] <= 1.0
+    assert metrics["ape_t/trainable_parameters"] == NUM_CLASSES * 16 + NUM_CLASSES * 1  # C·Q + C·K, Q = D/2
+    assert metrics["ape/trainable_parameters"] == 0 and 0.1 <= metrics["ape/beta"] <= 7.0
+    assert torch.isfinite(torch.tensor(metrics["ape_t/train/loss"]))
+
+    final = out / "final"
+    for name in ("config.json", "model.safetensors", "processor_config.json", "results.json", "README.md"):
+        assert (final / name).is_file(), name
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
+    assert sorted(p.name for p in (out / "ape_t").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    results = json.loads((final / "results.json").read_text())
+    assert results["method"] == "ape_t" and results["ape_t/test_accuracy"] == metrics["ape_t/test_accuracy"]
+    card = (final / "README.md").read_text()
+    assert "model-index" in card and "APE-T" in card and "hub_token" not in card
+
+    model = AutoModel.from_pretrained(final)
+    processor = AutoProcessor.from_pretrained(final)
+    assert type(model).__name__ == "APETModel" and len(model.config.class_names) == NUM_CLASSES
+    assert model.alpha.item() == pytest.approx(metrics["ape_t/alpha"])
+    # The saved model reproduces the reported test accuracy from images.
+    test = make_classification(2, split="test", config=WorldConfig(seed=1))  # the script seeds the world with --seed
+    with torch.no_grad():
+        logits = model(**processor(images=list(test["image"]), return_tensors="pt")).logits
+    accuracy = (logits.argmax(-1) == torch.tensor(test["label"])).float().mean().item()
+    assert accuracy == pytest.approx(metrics["ape_t/test_accuracy"], abs=1e-6)
+
+    # Resuming the finished run restores the checkpoint and ends with the same APE-T.
+    again = script.main(
+        tiny_run(encoder_dir, out) + ["--train", "--num_train_epochs", "2", "--resume_from_checkpoint", "latest"]
+    )
+    assert again["ape_t/test_accuracy"] == metrics["ape_t/test_accuracy"]
+
+
+def test_missing_val_split_is_rejected(tmp_path, encoder_dir):
+    script = load_training_script("ape")
+    folder = tmp_path / "data"
+    datasets.DatasetDict(
+        {"train": make_classification(1, split="train"), "test": make_classification(1, split="test")}
+    ).save_to_disk(folder)
+    with pytest.raises(ValueError, match="val split 'val' is missing"):
+        script.main(
+            ["--model_name_or_path", str(encoder_dir), "--dataset", str(folder), "--output_dir", str(tmp_path)]
+        )
+
+
+def test_bad_arguments_are_rejected(tmp_path, encoder_dir):
+    script = load_training_script("ape")
+    for bad in (["--shots", "0"], ["--search_scale", "0.05", "7", "1"], ["--search_steps", "0", "20", "20"]):
+        with pytest.raises(SystemExit):
+            script.main(["--model_name_or_path", str(encoder_dir), "--output_dir", str(tmp_path), *bad])
+    with pytest.raises(ValueError, match=r"100 shots per class"):
+        script.main(["--model_name_or_path", str(encoder_dir), "--output_dir", str(tmp_path), "--shots", "100",
+                     "--synthetic_train_per_class", "2"])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_processes(tmp_path, encoder_dir):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), str(SCRIPTS / "ape.py"),
+        *tiny_run(encoder_dir, tmp_path / "ddp"), "--train", "--num_train_epochs", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    single = load_training_script("ape").main(tiny_run(encoder_dir, tmp_path / "one"))
+    results = json.loads((tmp_path / "ddp" / "final" / "results.json").read_text())
+    # Feature extraction is sharded and gathered: the training-free numbers equal the one-process run's.
+    for key in ("zero_shot/test_accuracy", "tip_adapter/test_accuracy", "ape/test_accuracy", "ape/alpha"):
+        assert results[key] == pytest.approx(single[key], abs=1e-6), key
+
+
+def test_killed_ape_t_run_resumes_to_the_same_result(tmp_path, encoder_dir):
+    """A run resumed from a mid-training checkpoint (with nothing else of the first run left) ends where an
+    uninterrupted run ends: weights, best epoch and searched hyper-parameters."""
+    import shutil
+
+    script = load_training_script("ape")
+    train = ["--train", "--num_train_epochs", "4", "--checkpointing_steps", "1", "--checkpoints_total_limit", "10"]
+    full = script.main(tiny_run(encoder_dir, tmp_path / "full") + train)
+
+    # The "killed" run: only checkpoint-2 of the first run survives, in a fresh output folder.
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "ape_t" / "checkpoint-2", resumed_dir / "ape_t" / "checkpoint-2")
+    resumed = script.main(tiny_run(encoder_dir, resumed_dir) + train + ["--resume_from_checkpoint", "latest"])
+
+    for key in ("ape_t/best_epoch", "ape_t/alpha", "ape_t/beta", "ape_t/val_accuracy", "ape_t/test_accuracy"):
+        assert resumed[key] == full[key], key
+    full_model = AutoModel.from_pretrained(tmp_path / "full" / "final")
+    resumed_model = AutoModel.from_pretrained(resumed_dir / "final")
+    for name in ("residual", "value_weights", "alpha", "beta"):
+        torch.testing.assert_close(
+            resumed_model.state_dict()[name], full_model.state_dict()[name], rtol=0, atol=0, msg=name
+        )
