@@ -8,6 +8,7 @@ __version__ = "0.1.0.dev0"
 
 from .models.ape import APEConfig, APEModel, APETConfig, APETModel  # noqa: E402
 from .models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPOutput, ZooCLIPProcessor  # noqa: E402
+from .models.dreamlip import DreamLIPConfig, DreamLIPModel, DreamLIPProcessor  # noqa: E402
 from .models.fff import FFFConfig, FFFModel, FFFOutput, FFFProcessor  # noqa: E402
 from .registry import get_method, list_methods  # noqa: E402
 
@@ -16,6 +17,9 @@ __all__ = [
     "APEModel",
     "APETConfig",
     "APETModel",
+    "DreamLIPConfig",
+    "DreamLIPModel",
+    "DreamLIPProcessor",
     "FFFConfig",
     "FFFModel",
     "FFFOutput",

@@ -247,6 +247,55 @@ def bench_fff(context: BenchContext) -> dict[str, dict]:
     return rows
 
 
+def grounding_metrics(model_dir: Path, context: BenchContext) -> dict[str, float]:
+    """Pointing game and mIoU of text-patch similarity on the same held-out scenes the scripts evaluate on."""
+    from transformers import AutoModel, AutoProcessor
+
+    from .data.synthetic import WorldConfig, make_scenes
+    from .data.synthetic.vocab import SEGMENTATION_CLASSES
+    from .eval.grounding import evaluate_patch_grounding
+
+    model = AutoModel.from_pretrained(model_dir).eval()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    world = WorldConfig(seed=context.seed, image_size=model.config.vision_config.image_size)
+    scenes = make_scenes(context.preset.eval_size, split="test", config=world)
+    result = evaluate_patch_grounding(model, processor, scenes, class_names=SEGMENTATION_CLASSES[1:])
+    return {f"grounding/{k}": result[k] for k in ("pointing_accuracy", "pointing_chance", "mean_iou")}
+
+
+@bench_entry(
+    "dreamlip",
+    columns=(
+        *IMAGE_TEXT_COLUMNS[:6],
+        "grounding/pointing_accuracy",
+        "grounding/pointing_chance",
+        "grounding/mean_iou",
+    ),
+)
+def bench_dreamlip(context: BenchContext) -> dict[str, dict]:
+    """Long captions on the world: the control fine-tunes on the raw captions only, for the same steps."""
+    base = [*finetune_argv(context), "--eval_caption_column", "long_caption"]
+    start = time.perf_counter()
+    rows = {
+        "baseline (before fine-tuning), grounding only": {
+            "metrics": grounding_metrics(context.baseline_dir, context),
+            "seconds": time.perf_counter() - start,
+            "model_dir": str(context.baseline_dir),
+            "curve": [],
+        }
+    }
+    control = run_script("clip", [*base, "--loss_type", "softmax"], context.output_dir / "dreamlip" / "control")
+    control["metrics"].update(grounding_metrics(Path(control["model_dir"]), context))
+    rows["control: InfoNCE fine-tune, raw captions"] = control
+    variants = {
+        "multi-positive only (K=6 subcaptions)": ["--grouping_loss_weight", "0"],
+        "DreamLIP (K=6, multi-positive + grouping)": [],
+    }
+    for index, (name, flags) in enumerate(variants.items()):
+        rows[name] = run_script("dreamlip", [*base, *flags], context.output_dir / "dreamlip" / f"variant-{index}")
+    return rows
+
+
 @bench_entry(
     "ape",
     columns=tuple(

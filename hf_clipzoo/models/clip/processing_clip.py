@@ -63,6 +63,23 @@ def check_texts(text) -> list[str]:
     return list(text)
 
 
+def flatten_captions(captions_per_image) -> tuple[list[str], list[int]]:
+    """`[[c00, c01], [c10]]` → `([c00, c01, c10], [0, 0, 1])`, checking that every image has non-empty captions."""
+    texts, owner = [], []
+    for index, captions in enumerate(captions_per_image):
+        if isinstance(captions, str):
+            captions = [captions]
+        if not isinstance(captions, (list, tuple)) or len(captions) == 0:
+            raise ValueError(f"Image {index} has no captions; every image needs at least one (its raw caption).")
+        try:
+            captions = check_texts(list(captions))
+        except ValueError as error:
+            raise ValueError(f"Image {index}: {error}") from error
+        texts.extend(captions)
+        owner.extend([index] * len(captions))
+    return texts, owner
+
+
 class ZooCLIPProcessor(RemoteCodeProcessorMixin, ProcessorMixin):
     r"""
     Wraps a CLIP image processor (PIL backend, no torchvision needed) and the CLIP BPE tokenizer.
@@ -90,4 +107,4 @@ class ZooCLIPProcessor(RemoteCodeProcessorMixin, ProcessorMixin):
         )
 
 
-__all__ = ["ZooCLIPProcessor", "check_images", "check_texts"]
+__all__ = ["flatten_captions", "ZooCLIPProcessor", "check_images", "check_texts"]
