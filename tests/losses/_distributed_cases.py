@@ -13,8 +13,8 @@ the results as safetensors.
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -201,32 +201,9 @@ def check_gathers() -> None:
     assert world_size == 2
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rank", type=int, required=True)
-    parser.add_argument("--world-size", type=int, required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--out", required=True, help="folder where rank 0 writes results.safetensors")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=args.rank, world_size=args.world_size
-    )
-    try:
-        check_gathers()
-        results = {}
-        for case in CASES:
-            results.update({f"{case}.{key}": value for key, value in run_case(case).items()})
-        if args.rank == 0:
-            from safetensors.torch import save_file
-
-            save_file(
-                {key: value.contiguous() for key, value in results.items()},
-                os.path.join(args.out, "results.safetensors"),
-            )
-    finally:
-        torch.distributed.destroy_process_group()
-
-
 if __name__ == "__main__":
-    main()
+    # Run as a script: the folder is on sys.path, the repository root may not be.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from distributed_utils import worker_main
+
+    worker_main(CASES, run_case, before=check_gathers)

@@ -7,68 +7,24 @@ reference with the same code and compares loss and every parameter gradient at a
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-HERE = Path(__file__).resolve().parent
-WORKER = HERE / "_distributed_grouping_cases.py"
+from tests.losses.distributed_utils import assert_cases_match, load_cases_module, run_two_processes
 
-
-def _cases_module():
-    name = "_clipzoo_distributed_grouping_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, WORKER)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+WORKER = Path(__file__).resolve().parent / "_distributed_grouping_cases.py"
 
 
 @pytest.fixture(scope="module")
-def distributed_results(tmp_path_factory) -> dict[str, torch.Tensor]:
-    if not torch.distributed.is_available():
-        pytest.skip("this torch build has no torch.distributed")
-    out = tmp_path_factory.mktemp("distributed_grouping")
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(WORKER), "--world-size", "2", "--port", str(port), "--out", str(out)]
-    processes = [
-        subprocess.Popen(command + ["--rank", str(rank)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        for rank in range(2)
-    ]
-    logs = []
-    for process in processes:
-        try:
-            logs.append(process.communicate(timeout=120)[0].decode(errors="replace"))
-        except subprocess.TimeoutExpired:
-            for other in processes:
-                other.kill()
-            raise
-    if any(process.returncode != 0 for process in processes):
-        pytest.fail("distributed worker failed:\n" + "\n---\n".join(logs))
-    return load_file(str(out / "results.safetensors"))
+def distributed_results(tmp_path_factory):
+    return run_two_processes(WORKER, tmp_path_factory.mktemp("distributed_grouping"))
 
 
-@pytest.mark.parametrize("case", _cases_module().CASES)
+@pytest.mark.parametrize("case", load_cases_module(WORKER).CASES)
 def test_two_processes_match_one_process(distributed_results, case):
-    reference = _cases_module().run_case(case)  # not distributed here: one process, the global batch
-    for key, expected in reference.items():
-        actual = distributed_results[f"{case}.{key}"]
-        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5, msg=lambda m, key=key: f"{case} {key}: {m}")
+    reference = load_cases_module(WORKER).run_case(case)  # not distributed here: one process, the global batch
+    assert_cases_match(distributed_results, reference, case)
     # Far-from-zero gradients: a distributed run that dropped the other rank's contributions would not match.
     assert reference["grad.text_proj.weight"].abs().max() > 1e-3
     if case.startswith("sgl"):

@@ -1,0 +1,99 @@
+"""Launching a 2-process gloo worker that runs loss cases, for the distributed-invariant tests.
+
+A worker script (`_distributed_*cases.py`) defines `CASES` and `run_case(name) -> {key: tensor}` and, when run with
+`--rank R --world-size 2 --port P --out DIR`, runs every case under `torch.distributed` and writes
+`DIR/results.safetensors` with keys `"<case>.<key>"`. The test computes `run_case` in its own (non-distributed)
+process on the global batch and compares.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+
+def load_cases_module(worker: Path):
+    """Import a worker by path (independent of pytest's import mode and sys.path)."""
+    name = f"_clipzoo_{worker.stem.lstrip('_')}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, worker)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_two_processes(worker: Path, out: Path, timeout: float = 120) -> dict[str, torch.Tensor]:
+    """Run `worker` on 2 gloo processes; its results, or a test failure with both processes' logs."""
+    if not torch.distributed.is_available():
+        pytest.skip("this torch build has no torch.distributed")
+    command = [sys.executable, str(worker), "--world-size", "2", "--port", str(_free_port()), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [
+        subprocess.Popen(command + ["--rank", str(rank)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        for rank in range(2)
+    ]
+    logs = []
+    for process in processes:
+        try:
+            logs.append(process.communicate(timeout=timeout)[0].decode(errors="replace"))
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            raise
+    if any(process.returncode != 0 for process in processes):
+        pytest.fail("distributed worker failed:\n" + "\n---\n".join(logs))
+    return load_file(str(out / "results.safetensors"))
+
+
+def assert_cases_match(distributed: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], case: str) -> None:
+    """Every tensor of the single-process reference equals the distributed run's (atol / rtol 1e-5)."""
+    for key, expected in reference.items():
+        actual = distributed[f"{case}.{key}"]
+        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5, msg=lambda m, key=key: f"{case} {key}: {m}")
+
+
+def worker_main(cases, run_case, before=None) -> None:
+    """The `__main__` of a worker: parse `--rank --world-size --port --out`, join the gloo group, run every case
+    (after `before()`, e.g. checks of the gathers), and let rank 0 write `results.safetensors`."""
+    import argparse
+
+    from safetensors.torch import save_file
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rank", type=int, required=True)
+    parser.add_argument("--world-size", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--out", required=True, help="folder where rank 0 writes results.safetensors")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=args.rank, world_size=args.world_size
+    )
+    try:
+        if before is not None:
+            before()
+        results = {}
+        for case in cases:
+            results.update({f"{case}.{key}": value for key, value in run_case(case).items()})
+        if args.rank == 0:
+            save_file(
+                {key: value.contiguous() for key, value in results.items()},
+                str(Path(args.out) / "results.safetensors"),
+            )
+    finally:
+        torch.distributed.destroy_process_group()
