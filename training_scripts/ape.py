@@ -45,7 +45,6 @@ from transformers import AutoModel, AutoProcessor
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.data.synthetic import WorldConfig
 from hf_clipzoo.data.synthetic.classification import CLASSIFICATION_TEMPLATES, make_classification
-from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.ape import APEModel, APETModel, TipAdapterFModel, TipAdapterModel
 from hf_clipzoo.models.ape.building import (
     accuracy,
@@ -66,9 +65,9 @@ from hf_clipzoo.training import (
     build_trackers,
     check_finite,
     load_checkpoint,
-    push_folder_to_hub,
     resolve_checkpoint,
     save_checkpoint,
+    save_final_model,
 )
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
@@ -466,31 +465,17 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=0)
 
     main_name = "ape_t" if args.train else "ape"
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        final_dir = output_dir / "final"
-        to_save = {"final": adapters[main_name]}
-        if args.save_baselines:
-            to_save.update(adapters)
-        for folder, model in to_save.items():
+    save_final_model(
+        accelerator, adapters[main_name], processor, args, method="ape",
+        metrics={k: v for k, v in metrics.items() if "/" in k}, results={"method": main_name, **metrics},
+        tags=["few-shot", "tip-adapter", "ape-t" if args.train else "training-free"],
+        task_type="image-classification",
+        extra={"method_name": main_name, "shots": args.shots, "class_names": class_names},
+    )  # fmt: skip
+    if args.save_baselines and accelerator.is_main_process:
+        for folder, model in adapters.items():
             model.save_pretrained(output_dir / folder)
             processor.save_pretrained(output_dir / folder)
-        (final_dir / "results.json").write_text(json.dumps({"method": main_name, **metrics}, indent=2) + "\n")
-        card = render_model_card(
-            "ape",
-            model_id=args.hub_model_id or final_dir.name,
-            datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
-            metrics={k: v for k, v in metrics.items() if "/" in k},
-            training_args=loggable_config(args),
-            pipeline_tag="zero-shot-image-classification",
-            base_model=args.model_name_or_path if not Path(args.model_name_or_path).exists() else None,
-            tags=["few-shot", "tip-adapter", "ape-t" if args.train else "training-free"],
-            task_type="image-classification",
-            extra={"method_name": main_name, "shots": args.shots, "class_names": class_names},
-        )
-        save_model_card(final_dir, card)
-        if args.push_to_hub:
-            push_folder_to_hub(final_dir, args.hub_model_id, token=args.hub_token)
     accelerator.end_training()
     logger.info("Done: %s", json.dumps(metrics))
     return metrics

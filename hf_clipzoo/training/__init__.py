@@ -2,7 +2,7 @@
 
 from .checkpoint import CorruptCheckpointError, list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .guards import across_processes, check_finite
-from .hub import push_folder_to_hub
+from .hub import push_folder_to_hub, save_final_model
 from .optim import build_optimizer, build_scheduler, lr_multiplier, param_groups
 from .tracking import JsonlTracker, build_trackers, read_jsonl_log
 
@@ -19,6 +19,7 @@ __all__ = [
     "lr_multiplier",
     "param_groups",
     "push_folder_to_hub",
+    "save_final_model",
     "read_jsonl_log",
     "resolve_checkpoint",
     "save_checkpoint",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -42,4 +43,58 @@ def push_folder_to_hub(
     return commit.commit_url
 
 
-__all__ = ["push_folder_to_hub"]
+def save_final_model(
+    accelerator,
+    model,
+    processor,
+    args,
+    *,
+    method: str,
+    metrics: dict,
+    results: dict | None = None,
+    **card_kwargs,
+) -> Path:
+    """The end of every training script: `<output_dir>/final` with the model, its processor, `results.json` and the
+    rendered model card, pushed with `--push_to_hub`. Every process must call it; only the main process writes.
+
+    Args:
+        model: the (possibly wrapped) trained model; saved with `save_pretrained`.
+        processor: saved next to it, so `AutoProcessor.from_pretrained(final)` works.
+        args: the script's arguments (`output_dir`, `dataset`, `hub_model_id`, `push_to_hub`, `hub_token`, and the
+            rest for the card's training table).
+        method: the card template (`model_cards/<method>.md`).
+        metrics: the run's evaluation, for `results.json` and the card.
+        results: what `results.json` holds (default: `metrics`).
+        card_kwargs: more arguments of `render_model_card` (`pipeline_tag` defaults to zero-shot classification;
+            `base_model` to `args.model_name_or_path` when that is a Hub id rather than a local folder).
+    """
+    from ..hub.model_card import render_model_card, save_model_card
+    from .arguments import loggable_config
+
+    final_dir = Path(args.output_dir) / "final"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(final_dir)
+        processor.save_pretrained(final_dir)
+        (final_dir / "results.json").write_text(
+            json.dumps(results if results is not None else metrics, indent=2) + "\n"
+        )
+        start = getattr(args, "model_name_or_path", None)
+        card_kwargs.setdefault("pipeline_tag", "zero-shot-image-classification")
+        card_kwargs.setdefault("base_model", start if start and "/" in start and not Path(start).exists() else None)
+        card = render_model_card(
+            method,
+            model_id=args.hub_model_id or final_dir.name,
+            datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
+            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            training_args=loggable_config(args),
+            **card_kwargs,
+        )
+        save_model_card(final_dir, card)
+        if args.push_to_hub:
+            push_folder_to_hub(final_dir, args.hub_model_id, token=args.hub_token)
+    accelerator.wait_for_everyone()
+    return final_dir
+
+
+__all__ = ["push_folder_to_hub", "save_final_model"]
