@@ -10,6 +10,7 @@ from .models.ape import APEConfig, APEModel, APETConfig, APETModel  # noqa: E402
 from .models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPOutput, ZooCLIPProcessor  # noqa: E402
 from .models.dreamlip import DreamLIPConfig, DreamLIPModel, DreamLIPProcessor  # noqa: E402
 from .models.fff import FFFConfig, FFFModel, FFFOutput, FFFProcessor  # noqa: E402
+from .models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, ZooGroupViTProcessor  # noqa: E402
 from .registry import get_method, list_methods  # noqa: E402
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
     "ZooCLIPModel",
     "ZooCLIPOutput",
     "ZooCLIPProcessor",
+    "ZooGroupViTConfig",
+    "ZooGroupViTModel",
+    "ZooGroupViTProcessor",
     "get_method",
     "list_methods",
 ]

@@ -247,6 +247,39 @@ def bench_fff(context: BenchContext) -> dict[str, dict]:
     return rows
 
 
+@bench_entry(
+    "groupvit",
+    columns=(
+        "zero_shot/top1_accuracy", "retrieval/image_to_text_R@1", "retrieval/text_to_image_R@1",
+        "segmentation/mean_iou", "segmentation/overall_accuracy", "train/loss",
+    ),
+)  # fmt: skip
+def bench_groupvit(context: BenchContext) -> dict[str, dict]:
+    """GroupViT from scratch on the world (its towers differ from CLIP's, so it cannot start from the baseline), with
+    and without the multi-label loss; segmentation follows the official protocol scaled to the world's image size."""
+    preset = context.preset
+    steps = preset.method_steps
+    base = [
+        *context.common_world_args(),
+        "--model_preset", preset.model_preset,
+        "--max_train_steps", str(steps),
+        "--per_device_train_batch_size", str(preset.batch_size),
+        "--learning_rate", str(preset.learning_rate),
+        "--num_warmup_steps", str(max(1, steps // 10)),
+        "--logging_steps", str(max(1, steps // 50)),
+        "--eval_caption_column", "long_caption",
+        "--num_segmentation_eval_images", str(max(4, min(64, preset.eval_size // 8))),
+    ]  # fmt: skip
+    variants = {
+        f"GroupViT, {steps} steps from scratch (image-text + multi-label)": [],
+        f"GroupViT, {steps} steps from scratch, no multi-label loss": ["--multi_label_loss_weight", "0"],
+    }
+    rows = {}
+    for index, (name, flags) in enumerate(variants.items()):
+        rows[name] = run_script("groupvit", [*base, *flags], context.output_dir / "groupvit" / f"variant-{index}")
+    return rows
+
+
 def grounding_metrics(model_dir: Path, context: BenchContext) -> dict[str, float]:
     """Pointing game and mIoU of text-patch similarity on the same held-out scenes the scripts evaluate on."""
     from transformers import AutoModel, AutoProcessor
