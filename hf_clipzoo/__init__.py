@@ -11,6 +11,7 @@ from .models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPOutput, ZooCLIPProc
 from .models.dreamlip import DreamLIPConfig, DreamLIPModel, DreamLIPProcessor  # noqa: E402
 from .models.fff import FFFConfig, FFFModel, FFFOutput, FFFProcessor  # noqa: E402
 from .models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, ZooGroupViTProcessor  # noqa: E402
+from .models.ma_clip import MACLIPConfig, MACLIPModel, MACLIPProcessor  # noqa: E402
 from .registry import get_method, list_methods  # noqa: E402
 
 __all__ = [
@@ -25,6 +26,9 @@ __all__ = [
     "FFFModel",
     "FFFOutput",
     "FFFProcessor",
+    "MACLIPConfig",
+    "MACLIPModel",
+    "MACLIPProcessor",
     "ZooCLIPConfig",
     "ZooCLIPModel",
     "ZooCLIPOutput",

@@ -1,0 +1,272 @@
+#!/usr/bin/env python
+"""Episodic few-shot action recognition with MA-CLIP adapters on a frozen zoo CLIP, trained and saved through PEFT.
+
+Recipe (CLIP-FSAR's): 5-way 1-shot training episodes on the meta-train classes; every `--eval_steps` the model is
+scored on fixed meta-val episodes and the best adapter state is kept (model selection on val only); at the end the
+best state is evaluated on meta-test episodes with 1 and 5 shots (mean accuracy ± 95% CI). The output folder holds
+the PEFT adapter (`adapter_model.safetensors` + `adapter_config.json`, loadable with
+`PeftModel.from_pretrained(MACLIPModel.from_clip(clip, **ma_clip_kwargs), folder)`), `ma_clip_config.json` (the
+MA-CLIP kwargs), the processor, `results.json` and a model card. Data: the embedded world's action videos.
+
+    python training_scripts/ma_clip.py --model_name_or_path runs/clip/final --output_dir runs/ma_clip
+    accelerate launch --multi_gpu --num_processes 2 training_scripts/ma_clip.py --model_name_or_path ... (CPU: ACCELERATE_USE_CPU=true)
+    python training_scripts/ma_clip.py ... --checkpointing_steps 50 --resume_from_checkpoint latest
+
+Peak memory: `torch.cuda.max_memory_allocated` on GPU; on CPU the process's peak resident set size
+(`resource.getrusage(...).ru_maxrss`, includes the Python runtime and data) — reported as `train/peak_memory_mb`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import AutoProcessor
+
+from hf_clipzoo.data.episodes import EpisodeSampler
+from hf_clipzoo.data.synthetic.videos import ACTION_CLASSES, make_action_videos
+from hf_clipzoo.eval.few_shot import evaluate_episodes
+from hf_clipzoo.hub.model_card import render_model_card, save_model_card
+from hf_clipzoo.models.clip import ZooCLIPModel
+from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
+from hf_clipzoo.models.ma_clip.peft_ma_clip import get_ma_clip_peft_model
+from hf_clipzoo.training import (
+    across_processes,
+    build_optimizer,
+    build_scheduler,
+    build_trackers,
+    check_finite,
+    load_checkpoint,
+    push_folder_to_hub,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from hf_clipzoo.training.arguments import (
+    add_optimization_arguments,
+    add_run_arguments,
+    check_shared_arguments,
+    loggable_config,
+)
+
+logger = logging.getLogger("ma_clip")
+PROMPT = "a video of {}."
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_name_or_path", required=True, help="A saved zoo CLIP (training_scripts/clip.py).")
+    data = parser.add_argument_group("episodes")
+    data.add_argument("--num_frames", type=int, default=8, help="Frames per video (paper: 8).")
+    data.add_argument("--way", type=int, default=5, help="N classes per episode.")
+    data.add_argument("--train_shot", type=int, default=1, help="K supports per class in training episodes.")
+    data.add_argument("--query_per_class", type=int, default=1, help="Queries per class in every episode.")
+    data.add_argument("--test_shots", type=int, nargs="+", default=[1, 5], help="Shots evaluated on meta-test.")
+    data.add_argument("--val_episodes", type=int, default=20, help="Fixed meta-val episodes for model selection.")
+    data.add_argument("--test_episodes", type=int, default=50, help="Meta-test episodes per shot.")
+    data.add_argument("--videos_per_class", type=int, default=8, help="World videos per class and split.")
+    model = parser.add_argument_group("MA-CLIP")
+    model.add_argument("--peft_method", choices=("adapters", "lora"), default="adapters", help="MA-CLIP or LoRA.")
+    model.add_argument("--adapter_ratio", type=float, default=0.25, help="Bottleneck ratio.")
+    model.add_argument("--loss_alpha", type=float, default=0.5, help="α of the loss and the fusion.")
+    model.add_argument("--lora_rank", type=int, default=8, help="Rank of the LoRA baseline.")
+    add_optimization_arguments(
+        parser, batch_size=1, learning_rate=1e-3, weight_decay=0.01, num_warmup_steps=10, num_train_epochs=1
+    )
+    parser.set_defaults(max_train_steps=100, adam_beta2=0.999)
+    add_run_arguments(parser, output_dir="runs/ma_clip")
+    args = parser.parse_args(argv)
+    check_shared_arguments(parser, args)
+    if args.num_frames < 2:
+        parser.error(f"--num_frames must be >= 2 (too few frames for temporal modelling), got {args.num_frames}.")
+    if args.way < 2 or args.train_shot < 1 or args.query_per_class < 1 or min(args.test_shots) < 1:
+        parser.error("--way must be >= 2 and every shot / query count >= 1.")
+    needed = max([args.train_shot, *args.test_shots]) + args.query_per_class
+    if args.videos_per_class < needed:
+        parser.error(f"--videos_per_class must be >= max shot + queries = {needed}, got {args.videos_per_class}.")
+    return args
+
+
+def ma_clip_kwargs(args) -> dict:
+    kwargs = dict(num_frames=args.num_frames, adapter_ratio=args.adapter_ratio, loss_alpha=args.loss_alpha)
+    if args.peft_method == "lora":
+        kwargs.update(
+            peft_method="lora", lora_rank=args.lora_rank, use_temporal_adapter=False, use_multimodal_adapter=False,
+            use_joint_adapter=False, use_temporal_embedding=False,
+        )  # fmt: skip
+    return kwargs
+
+
+def load_split(split, args, processor):
+    rows = make_action_videos(args.videos_per_class, split=split, num_frames=args.num_frames)
+    pixel_values = processor(videos=[row["frames"] for row in rows])["pixel_values"]
+    text = processor(text=[PROMPT.format(name) for name in ACTION_CLASSES[split]])
+    return {"pixel_values": pixel_values, "labels": np.asarray(rows["label"]), **text}
+
+
+def episode_inputs(split, episode, device):
+    ids = torch.as_tensor(episode.class_ids)
+    return dict(
+        support_pixel_values=split["pixel_values"][episode.support_indices].to(device),
+        support_labels=torch.as_tensor(episode.support_labels).to(device),
+        query_pixel_values=split["pixel_values"][episode.query_indices].to(device),
+        input_ids=split["input_ids"][ids].to(device),
+        attention_mask=split["attention_mask"][ids].to(device),
+        query_labels=torch.as_tensor(episode.query_labels).to(device),
+    )
+
+
+@torch.no_grad()
+def evaluate(model, split, args, shot, num_episodes, seed, device) -> dict:
+    model.eval()
+    sampler = EpisodeSampler(
+        split["labels"], args.way, shot, args.query_per_class, seed=seed, num_episodes=num_episodes
+    )
+    result = evaluate_episodes(lambda ep: model(**episode_inputs(split, ep, device)).probs.cpu(), sampler)
+    model.train()
+    return result
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
+    )
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    device = accelerator.device
+
+    clip = ZooCLIPModel.from_pretrained(args.model_name_or_path)
+    clip_processor = AutoProcessor.from_pretrained(args.model_name_or_path)
+    processor = MACLIPProcessor(clip_processor.image_processor, clip_processor.tokenizer, num_frames=args.num_frames)
+    splits = {name: load_split(name, args, processor) for name in ("meta_train", "meta_val", "meta_test")}
+
+    model = get_ma_clip_peft_model(MACLIPModel.from_clip(clip, seed=args.seed, **ma_clip_kwargs(args)))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    optimizer = build_optimizer(model, lr=args.learning_rate, weight_decay=args.weight_decay,
+                                betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)  # fmt: skip
+    scheduler = build_scheduler(optimizer, name=args.lr_scheduler, num_warmup_steps=args.num_warmup_steps,
+                                num_training_steps=args.max_train_steps)  # fmt: skip
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    trackers = build_trackers(output_dir / "logs", args.report_to) if accelerator.is_main_process else []
+
+    start_step, best = 0, {"val_accuracy": -1.0, "step": 0}
+    best_path = output_dir / "best_adapter.safetensors"
+    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+        start_step, best = state["step"], state.get("best", best)
+        if (checkpoint / best_path.name).exists() and accelerator.is_main_process:
+            shutil.copy2(checkpoint / best_path.name, best_path)
+        accelerator.wait_for_everyone()
+
+    sampler = EpisodeSampler(
+        splits["meta_train"]["labels"], args.way, args.train_shot, args.query_per_class, seed=args.seed
+    )
+    logger.info("***** MA-CLIP: %d trainable parameters, %d steps, %d episode(s) per step (global) *****",
+                trainable, args.max_train_steps, accelerator.num_processes * args.gradient_accumulation_steps)  # fmt: skip
+    eval_steps = args.eval_steps or args.max_train_steps
+    model.train()
+    started = time.perf_counter()
+    for step in tqdm(range(start_step, args.max_train_steps), disable=not accelerator.is_main_process):
+        for micro in range(args.gradient_accumulation_steps):
+            index = (
+                step * args.gradient_accumulation_steps + micro
+            ) * accelerator.num_processes + accelerator.process_index
+            with accelerator.accumulate(model):
+                loss = model(**episode_inputs(splits["meta_train"], sampler[index], device), return_loss=True).loss
+                check_finite(loss, step)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+        done = step + 1
+        if done % args.logging_steps == 0 and accelerator.is_main_process:
+            for tracker in trackers:
+                tracker.log({"train/loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, step=done)
+        if done % eval_steps == 0 or done == args.max_train_steps:
+            val = evaluate(model, splits["meta_val"], args, args.train_shot, args.val_episodes, args.seed + 1, device)
+            if val["accuracy"] > best["val_accuracy"]:
+                best = {"val_accuracy": val["accuracy"], "step": done}
+                if accelerator.is_main_process:
+                    from safetensors.torch import save_file
+
+                    unwrapped = accelerator.unwrap_model(model)
+                    save_file(
+                        {k: v.detach().cpu().contiguous() for k, v in unwrapped.named_parameters() if v.requires_grad},
+                        str(best_path),
+                    )
+                accelerator.wait_for_everyone()
+        if args.checkpointing_steps and done % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, output_dir, done, model=model, optimizer=optimizer, scheduler=scheduler,
+                            extra_state={"best": best}, extra_files=[best_path] if best_path.exists() else None,
+                            total_limit=args.checkpoints_total_limit)  # fmt: skip
+    train_seconds = time.perf_counter() - started
+    steps_run = max(args.max_train_steps - start_step, 1)
+
+    # Model selection: reload the best val state before testing.
+    from safetensors.torch import load_file
+
+    unwrapped = accelerator.unwrap_model(model)
+    if best_path.exists():
+        unwrapped.load_state_dict(load_file(str(best_path)), strict=False)
+    metrics = {
+        "train/trainable_parameters": trainable,
+        "train/peak_memory_mb": across_processes(accelerator, peak_memory_mb(device), "max"),
+        "train/step_seconds": train_seconds / steps_run,
+        "val/accuracy": best["val_accuracy"],
+        "val/best_step": best["step"],
+    }
+    for shot in args.test_shots:
+        result = evaluate(unwrapped, splits["meta_test"], args, shot, args.test_episodes, args.seed + 2, device)
+        metrics[f"test/{shot}shot_accuracy"] = result["accuracy"]
+        metrics[f"test/{shot}shot_ci95"] = result["ci95"]
+
+    final = output_dir / "final"
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(final)
+        metrics["adapter_checkpoint_bytes"] = (final / "adapter_model.safetensors").stat().st_size
+        metrics["full_model_bytes"] = sum(
+            v.numel() * v.element_size() for v in unwrapped.base_model.model.state_dict().values()
+        )
+        processor.save_pretrained(final)
+        (final / "ma_clip_config.json").write_text(json.dumps(ma_clip_kwargs(args), indent=2))
+        (final / "results.json").write_text(json.dumps(metrics, indent=2))
+        card = render_model_card(
+            "ma_clip", model_id=args.hub_model_id or final.name, datasets=["hf-clipzoo/embedded-world"],
+            metrics=metrics, training_args=loggable_config(args), base_model=args.model_name_or_path,
+            tags=["few-shot", "video", "peft"], task_type="video-classification",
+            extra={"peft_method": args.peft_method, "test_shots": args.test_shots},
+        )  # fmt: skip
+        save_model_card(final, card)
+        for tracker in trackers:
+            tracker.log(metrics, step=args.max_train_steps)
+        if args.push_to_hub:
+            push_folder_to_hub(final, args.hub_model_id, token=args.hub_token)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
