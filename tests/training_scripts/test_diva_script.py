@@ -1,0 +1,182 @@
+"""`training_scripts/diva.py` (and the world diffusion pre-training it needs) on tiny sizes: outputs, frozen diffusion
+model, plain `CLIPVisionModel` export, resume, 2 processes from a transformers `CLIPModel` folder."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import CLIPConfig, CLIPModel, CLIPVisionModel
+
+from hf_clipzoo import ZooCLIPConfig, ZooCLIPModel
+from hf_clipzoo.backbones.processing import build_clip_processor
+from hf_clipzoo.models.diva import DivaModel
+from tests.testing_utils import REPO_ROOT, run_without_package
+from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+
+TINY_RUN = [
+    "--synthetic_train_size", "32",
+    "--synthetic_eval_size", "8",
+    "--synthetic_classes_per_split", "1",
+    "--per_device_train_batch_size", "8",
+    "--mmvp_pairs", "5",
+    "--logging_steps", "1",
+    "--learning_rate", "0.05",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def diffusion_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("diffusion")
+    metrics = load_training_script("diva_pretrain_diffusion").main(
+        ["--output_dir", str(folder), "--resolution", "32", "--preset", "micro", "--train_size", "16",
+         "--eval_size", "8", "--batch_size", "8", "--vae_train_steps", "2", "--max_train_steps", "2",
+         "--text_hidden_size", "32", "--text_max_length", "16", "--logging_steps", "1"]
+    )  # fmt: skip
+    assert set(metrics) >= {"diffusion/val_loss", "diffusion/val_loss_shuffled_text", "diffusion/train_loss"}
+    for sub in ("vae", "unet", "scheduler", "text_encoder", "tokenizer"):
+        assert (folder / sub).is_dir(), sub
+    assert json.loads((folder / "diva_diffusion.json").read_text())["image_size"] == 32
+    return folder
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("baseline")
+    torch.manual_seed(0)
+    config = ZooCLIPConfig.from_preset("world-micro")
+    ZooCLIPModel(config).save_pretrained(folder)
+    build_clip_processor(32, config.text_config.max_position_embeddings).save_pretrained(folder)
+    return folder
+
+
+def run_args(baseline, diffusion_dir, out, *extra):
+    return TINY_RUN + [
+        "--model_name_or_path", str(baseline), "--diffusion_model_name_or_path", str(diffusion_dir),
+        "--output_dir", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_post_trains_the_tower_only_and_resumes_exactly(baseline, diffusion_dir, tmp_path):
+    script = load_training_script("diva")
+    unet_before = load_file(diffusion_dir / "unet" / "diffusion_pytorch_model.safetensors")
+    full = tmp_path / "full"
+    metrics = script.main(
+        run_args(baseline, diffusion_dir, full, "--max_train_steps", "3", "--checkpointing_steps", "2")
+    )
+    for key in ("mmvp/before/average_accuracy", "mmvp/after/average_accuracy", "zero_shot/before/top1_accuracy",
+                "zero_shot/after/top1_accuracy", "zero_shot/delta/top1_accuracy", "diva/before/feedback_loss",
+                "diva/after/feedback_loss", "train/loss"):  # fmt: skip
+        assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
+    final = full / "final"
+    assert json.loads((final / "results.json").read_text())["step"] == 3
+    assert (final / "clip" / "README.md").is_file() and (full / "checkpoint-2").is_dir()
+
+    # Only the vision side moved; the text tower and the frozen diffusion model did not.
+    base = ZooCLIPModel.from_pretrained(baseline).state_dict()
+    tuned = ZooCLIPModel.from_pretrained(final / "clip").state_dict()
+    assert not torch.equal(
+        tuned["vision_model.encoder.layers.0.mlp.fc1.weight"], base["vision_model.encoder.layers.0.mlp.fc1.weight"]
+    )
+    assert not torch.equal(tuned["visual_projection.weight"], base["visual_projection.weight"])
+    for key in [k for k in base if k.startswith(("text_model.", "text_projection", "logit_scale"))]:
+        assert torch.equal(tuned[key], base[key]), key
+    for key, value in load_file(diffusion_dir / "unet" / "diffusion_pytorch_model.safetensors").items():
+        assert torch.equal(value, unet_before[key]), key
+    condition = DivaModel.from_pretrained(final / "condition_model")
+    torch.testing.assert_close(condition.visual_projection.weight, tuned["visual_projection.weight"], atol=0, rtol=0)
+
+    # The plain CLIPVisionModel loads without hf_clipzoo and equals the tuned CLIP's tower.
+    pixel_values = torch.randn(1, 3, 32, 32)
+    torch.save({"pixel_values": pixel_values}, tmp_path / "inputs.pt")
+    expected = ZooCLIPModel.from_pretrained(final / "clip").vision_model(pixel_values=pixel_values).pooler_output
+    torch.save({"pooled": expected}, tmp_path / "expected.pt")
+    run_without_package(
+        f"""
+        import torch
+        from transformers import CLIPVisionModel
+        model = CLIPVisionModel.from_pretrained({str(final / "clip_vision")!r}).eval()
+        inputs = torch.load("inputs.pt", weights_only=True)
+        expected = torch.load("expected.pt", weights_only=True)["pooled"]
+        with torch.no_grad():
+            torch.testing.assert_close(model(**inputs).pooler_output, expected, atol=1e-6, rtol=0)
+        """,
+        cwd=tmp_path,
+    )
+
+    # The "killed" run: only checkpoint-2 survives, in a fresh folder; it ends where the full run ended.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(full / "checkpoint-2", resumed / "checkpoint-2")
+    again = script.main(
+        run_args(baseline, diffusion_dir, resumed, "--max_train_steps", "3", "--resume_from_checkpoint", "latest")
+    )
+    assert again["mmvp/before/average_accuracy"] == metrics["mmvp/before/average_accuracy"]
+    resumed_state = load_file(resumed / "final" / "clip_vision" / "model.safetensors")
+    for key, value in load_file(final / "clip_vision" / "model.safetensors").items():
+        torch.testing.assert_close(resumed_state[key], value, atol=1e-6, rtol=0, msg=key)
+
+
+def test_bad_arguments_are_rejected(baseline, diffusion_dir, tmp_path):
+    script = load_training_script("diva")
+    with pytest.raises(SystemExit):
+        script.main(run_args(baseline, diffusion_dir, tmp_path, "--prompt", " "))
+    with pytest.raises(SystemExit):
+        script.main(run_args(baseline, diffusion_dir, tmp_path, "--num_noise_draws", "0"))
+    with pytest.raises(ValueError, match="not a diffusion model folder"):
+        script.main(run_args(baseline, baseline, tmp_path))
+    with pytest.raises(ValueError, match="do not fit the VAE"):
+        script.main(
+            run_args(baseline, diffusion_dir, tmp_path, "--diffusion_resolution", "30", "--max_train_steps", "1")
+        )
+
+
+def test_two_processes_from_a_transformers_clip(diffusion_dir, tmp_path):
+    torch.manual_seed(0)
+    micro = ZooCLIPConfig.from_preset("world-micro")
+    config = CLIPConfig(
+        text_config=micro.text_config.to_dict(), vision_config=micro.vision_config.to_dict(), projection_dim=32
+    )
+    CLIPModel(config).save_pretrained(tmp_path / "openai")
+    build_clip_processor(32, 77).save_pretrained(tmp_path / "openai")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        str(SCRIPTS / "diva.py"), *run_args(tmp_path / "openai", diffusion_dir, tmp_path / "ddp"),
+        "--max_train_steps", "2", "--per_device_train_batch_size", "4", "--mmvp_image_feature", "cls_plus_tokens",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "processes = 2" in result.stdout + result.stderr
+    final = tmp_path / "ddp" / "final"
+    assert json.loads((final / "results.json").read_text())["step"] == 2
+    tuned = CLIPModel.from_pretrained(final / "clip")  # same class as the input
+    assert type(tuned) is CLIPModel
+    assert type(CLIPVisionModel.from_pretrained(final / "clip_vision")) is CLIPVisionModel
+
+
+def test_official_mmvp_feature_is_class_token_plus_mean_of_sampled_tokens():
+    from hf_clipzoo.models.diva import DivaConfig
+
+    script = load_training_script("diva")
+    torch.manual_seed(0)
+    micro = ZooCLIPConfig.from_preset("world-micro")
+    clip = ZooCLIPModel(micro).eval()
+    condition = DivaModel(
+        DivaConfig(vision_config=micro.vision_config.to_dict(), projection_dim=32, cross_attention_dim=32,
+                   num_sampled_tokens=5, prompt_length=6)
+    ).eval()  # fmt: skip
+    features = script.OfficialMMVPFeatures(clip, condition)
+    pixel_values = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = condition(pixel_values=pixel_values)
+        hidden = condition.vision_model(pixel_values=pixel_values).last_hidden_state
+        for b in range(2):
+            rows = [hidden[b, 0]] + [hidden[b, 1 + int(i)] for i in out.token_indices[b]]
+            tokens = condition.vision_model.post_layernorm(torch.stack(rows)) @ condition.visual_projection.weight.T
+            expected = tokens[0] + sum(tokens[1:]) / len(rows[1:])
+            torch.testing.assert_close(features.get_image_features(pixel_values)[b], expected, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,252 @@
+#!/usr/bin/env python
+"""Pre-train the small text-to-image latent diffusion model that gives DIVA its feedback on the embedded world.
+
+DIVA (arXiv 2407.20171) post-trains CLIP through a *frozen* Stable Diffusion 2.1-base; its feedback is only as good as
+the diffusion model's knowledge of the images. No SD weights exist offline, so this script trains a tiny one on the
+world's images and captions, and writes it in the diffusers layout `training_scripts/diva.py` reads (the same layout as
+`stable-diffusion-2-1-base`): `vae/`, `unet/`, `scheduler/`, `text_encoder/`, `tokenizer/`, plus
+`diva_diffusion.json` (resolution and validation losses).
+
+Two phases: (1) the `AutoencoderKL` learns to reconstruct (MSE + a small KL term), then its `scaling_factor` is set
+to 1/std of the latents as for SD; (2) the UNet learns ε-prediction on the latents conditioned on the caption's text
+hidden states. The text condition comes from a zoo CLIP's text tower (`--clip_model_name_or_path`, frozen, as SD uses
+a frozen OpenCLIP text encoder) or from a small `CLIPTextModel` trained with the UNet.
+
+    python training_scripts/diva_pretrain_diffusion.py --clip_model_name_or_path runs/clip/final \\
+        --output_dir runs/diva-diffusion --resolution 64 --max_train_steps 2000
+
+Single process (a few minutes on a CPU at the bench's sizes); `accelerate launch` data-parallelises the UNet phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from hf_clipzoo.backbones.tokenizer import load_clip_tokenizer
+from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
+from hf_clipzoo.models.clip import ZooCLIPModel
+from hf_clipzoo.models.diva.diffusion import DIFFUSION_PRESETS, build_diffusion
+from hf_clipzoo.training import build_optimizer, build_scheduler, check_finite
+
+logger = logging.getLogger("diva_pretrain_diffusion")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", default="runs/diva-diffusion", help="Where the diffusers folder is written.")
+    parser.add_argument("--resolution", type=int, default=64, help="Image side of the world and of the model.")
+    parser.add_argument("--preset", choices=sorted(DIFFUSION_PRESETS), default="tiny", help="VAE / UNet widths.")
+    parser.add_argument(
+        "--clip_model_name_or_path",
+        default=None,
+        help="A zoo CLIP folder whose (frozen) text tower gives the text condition; default: train a small one.",
+    )
+    parser.add_argument("--text_hidden_size", type=int, default=64, help="Width of the trained text encoder.")
+    parser.add_argument("--text_max_length", type=int, default=77, help="Tokens of the trained text encoder.")
+    parser.add_argument("--train_size", type=int, default=2048, help="World images to train on.")
+    parser.add_argument("--eval_size", type=int, default=64, help="Held-out world images for the validation loss.")
+    parser.add_argument("--batch_size", type=int, default=32, help="Batch size of both phases.")
+    parser.add_argument("--vae_train_steps", type=int, default=300, help="Phase 1 steps (0: keep a random VAE).")
+    parser.add_argument("--vae_learning_rate", type=float, default=1e-3, help="AdamW lr of the VAE.")
+    parser.add_argument("--kl_weight", type=float, default=1e-6, help="Weight of the VAE's KL term.")
+    parser.add_argument("--max_train_steps", type=int, default=1000, help="Phase 2 (UNet) steps.")
+    parser.add_argument("--learning_rate", type=float, default=5e-4, help="AdamW lr of the UNet (and text encoder).")
+    parser.add_argument("--num_warmup_steps", type=int, default=50, help="Linear warm-up of phase 2.")
+    parser.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0 disables).")
+    parser.add_argument("--logging_steps", type=int, default=50, help="Log every N steps.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the world, initialisation and noise.")
+    args = parser.parse_args(argv)
+    for name in ("resolution", "train_size", "eval_size", "batch_size", "max_train_steps", "text_max_length"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive, got {getattr(args, name)}.")
+    if args.vae_train_steps < 0:
+        parser.error(f"--vae_train_steps must be >= 0, got {args.vae_train_steps}.")
+    return args
+
+
+def images_of(rows) -> torch.Tensor:
+    return torch.stack(
+        [
+            torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+            for image in rows
+        ]
+    )
+
+
+class Collator:
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, rows: list[dict]) -> dict:
+        ids = self.tokenizer(
+            [row["caption"] for row in rows], padding="max_length", max_length=self.max_length, truncation=True,
+            return_tensors="pt",
+        ).input_ids  # fmt: skip
+        return {"images": images_of([row["image"] for row in rows]), "input_ids": ids}
+
+
+def build_text_encoder(args) -> tuple[CLIPTextModel, object, bool]:
+    """(text encoder, tokenizer, trainable)."""
+    if args.clip_model_name_or_path:
+        clip = ZooCLIPModel.from_pretrained(args.clip_model_name_or_path)
+        encoder = clip.text_model
+        max_length = clip.config.text_config.max_position_embeddings
+        return encoder, load_clip_tokenizer(max_length), False
+    tokenizer = load_clip_tokenizer(args.text_max_length)
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=args.text_hidden_size, intermediate_size=4 * args.text_hidden_size,
+        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=args.text_max_length,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    return CLIPTextModel(config), tokenizer, True
+
+
+def infinite(loader):
+    while True:
+        yield from loader
+
+
+@torch.no_grad()
+def validation_losses(vae, unet, text_encoder, scheduler, loader, device, seed: int) -> dict[str, float]:
+    """ε-MSE on held-out images with their own captions and with captions of other images (shuffled): the gap
+    measures how much the UNet uses its text condition, i.e. what it learnt about the world."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    own, shuffled, count = 0.0, 0.0, 0
+    for batch in loader:
+        images, ids = batch["images"].to(device), batch["input_ids"].to(device)
+        latents = vae.encode(images * 2 - 1).latent_dist.mean * vae.config.scaling_factor
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(images),), generator=generator).to(device)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        noisy = scheduler.add_noise(latents, noise, t)
+        text = text_encoder(ids).last_hidden_state
+        own += F.mse_loss(unet(noisy, t, encoder_hidden_states=text).sample, noise).item() * len(images)
+        other = text.roll(1, dims=0)
+        shuffled += F.mse_loss(unet(noisy, t, encoder_hidden_states=other).sample, noise).item() * len(images)
+        count += len(images)
+    return {"diffusion/val_loss": own / count, "diffusion/val_loss_shuffled_text": shuffled / count}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    accelerator = Accelerator()
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+
+    text_encoder, tokenizer, train_text = build_text_encoder(args)
+    max_length = text_encoder.config.max_position_embeddings
+    vae, unet, scheduler = build_diffusion(args.preset, text_encoder.config.hidden_size, args.resolution)
+    world = WorldConfig(seed=args.seed, image_size=args.resolution)
+    with accelerator.main_process_first():
+        train = make_scenes(args.train_size, split="train", config=world)
+        evaluation = make_scenes(args.eval_size, split="val", config=world)
+    collate = Collator(tokenizer, max_length)
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True, collate_fn=collate)
+    eval_loader = DataLoader(evaluation, batch_size=args.batch_size, collate_fn=collate)
+    if len(loader) == 0:
+        raise ValueError(f"--train_size {args.train_size} is smaller than one batch ({args.batch_size}).")
+    device = accelerator.device
+    logger.info(
+        "***** DIVA diffusion pre-training: %d px, preset %s, text encoder %s (%s) *****",
+        args.resolution, args.preset, "zoo CLIP (frozen)" if not train_text else "small (trained)",
+        f"width {text_encoder.config.hidden_size}, {max_length} tokens",
+    )  # fmt: skip
+
+    # --- phase 1: the autoencoder ---
+    vae.to(device).train()
+    if args.vae_train_steps:
+        optimizer = build_optimizer(vae, name="adamw", lr=args.vae_learning_rate)
+        vae_model, optimizer = accelerator.prepare(vae, optimizer)
+        batches = infinite(loader)
+        for step in tqdm(range(args.vae_train_steps), desc="vae", disable=not accelerator.is_local_main_process):
+            images = next(batches)["images"].to(device) * 2 - 1
+            posterior = accelerator.unwrap_model(vae_model).encode(images).latent_dist
+            reconstruction = accelerator.unwrap_model(vae_model).decode(posterior.sample()).sample
+            loss = F.mse_loss(reconstruction, images) + args.kl_weight * posterior.kl().mean()
+            check_finite(loss, step)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        vae = accelerator.unwrap_model(vae_model)
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        # SD's rule: scale latents to unit variance (SD: 0.18215), so that the noise schedule fits them.
+        latents = torch.cat([vae.encode(b["images"].to(device) * 2 - 1).latent_dist.mean for b in eval_loader])
+        vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+        reconstruction = torch.cat(
+            [vae.decode(vae.encode(b["images"].to(device) * 2 - 1).latent_dist.mean).sample for b in eval_loader]
+        )
+        images = torch.cat([b["images"] for b in eval_loader]).to(device) * 2 - 1
+        vae_mse = F.mse_loss(reconstruction, images).item()
+
+    # --- phase 2: the text-conditioned UNet ---
+    text_encoder.to(device).requires_grad_(train_text).train(train_text)
+    trainable = [unet] + ([text_encoder] if train_text else [])
+    params = [{"params": [p for m in trainable for p in m.parameters()]}]
+    optimizer = build_optimizer(params, name="adamw", lr=args.learning_rate, weight_decay=0.0)
+    lr_scheduler = build_scheduler(
+        optimizer, name="cosine", num_warmup_steps=args.num_warmup_steps, num_training_steps=args.max_train_steps
+    )
+    unet, optimizer, loader = accelerator.prepare(unet, optimizer, loader)
+    if train_text:
+        text_encoder = accelerator.prepare(text_encoder)
+    unet.train()
+    batches = infinite(loader)
+    running, last_loss = [], float("nan")
+    for step in tqdm(range(args.max_train_steps), desc="unet", disable=not accelerator.is_local_main_process):
+        batch = next(batches)
+        with torch.no_grad():
+            latents = vae.encode(batch["images"] * 2 - 1).latent_dist.mean * vae.config.scaling_factor
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), device=device)
+        noisy = scheduler.add_noise(latents, noise, t)
+        text = text_encoder(batch["input_ids"]).last_hidden_state
+        loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=text).sample, noise)
+        check_finite(loss, step)
+        accelerator.backward(loss)
+        if args.max_grad_norm > 0:
+            accelerator.clip_grad_norm_([p for g in params for p in g["params"]], args.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        running.append(loss.item())
+        if (step + 1) % args.logging_steps == 0 or step + 1 == args.max_train_steps:
+            last_loss = sum(running) / len(running)
+            logger.info("step %d: loss %.4f", step + 1, last_loss)
+            running = []
+
+    unet = accelerator.unwrap_model(unet).eval()
+    text_encoder = accelerator.unwrap_model(text_encoder).eval()
+    metrics = {"diffusion/train_loss": last_loss, "diffusion/vae_reconstruction_mse": vae_mse}
+    metrics.update(validation_losses(vae, unet, text_encoder, scheduler, eval_loader, device, args.seed))
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        vae.save_pretrained(output_dir / "vae")
+        unet.save_pretrained(output_dir / "unet")
+        scheduler.save_pretrained(output_dir / "scheduler")
+        text_encoder.save_pretrained(output_dir / "text_encoder")
+        tokenizer.save_pretrained(output_dir / "tokenizer")
+        extras = {"image_size": args.resolution, "preset": args.preset, "text_max_length": max_length, **metrics}
+        (output_dir / "diva_diffusion.json").write_text(json.dumps(extras, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    logger.info("Done: %s", json.dumps(metrics))
+    if not all(math.isfinite(v) for v in metrics.values()):
+        raise ValueError(f"Non-finite metrics: {metrics}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
