@@ -8,6 +8,7 @@ __version__ = "0.1.0.dev0"
 
 from .models.ape import APEConfig, APEModel, APETConfig, APETModel  # noqa: E402
 from .models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPOutput, ZooCLIPProcessor  # noqa: E402
+from .models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor  # noqa: E402
 from .models.diva import DivaConfig, DivaModel, DivaPipeline  # noqa: E402
 from .models.dreamlip import DreamLIPConfig, DreamLIPModel, DreamLIPProcessor  # noqa: E402
 from .models.fff import FFFConfig, FFFModel, FFFOutput, FFFProcessor  # noqa: E402
@@ -20,6 +21,9 @@ __all__ = [
     "APEModel",
     "APETConfig",
     "APETModel",
+    "CLIPFSARConfig",
+    "CLIPFSARModel",
+    "CLIPFSARProcessor",
     "DivaConfig",
     "DivaModel",
     "DivaPipeline",

@@ -304,7 +304,9 @@ def bench_diva(context: BenchContext) -> dict[str, dict]:
         [
             "--clip_model_name_or_path", str(context.baseline_dir),
             "--seed", str(context.seed),
-            "--preset", "micro" if smoke else "tiny",
+            # On a CPU budget the micro model at 32 px (a DIVA step costs ~5 CLIP steps; the tiny one at 64 px ~70).
+            "--preset", "tiny" if context.preset_name == "full" else "micro",
+            "--resolution", "64" if context.preset_name == "full" else "32",
             "--train_size", str(preset.train_size),
             "--eval_size", "16" if smoke else "128",
             "--batch_size", "16" if smoke else "32",
@@ -317,8 +319,9 @@ def bench_diva(context: BenchContext) -> dict[str, dict]:
     argv = [
         *finetune_argv(context),
         "--diffusion_model_name_or_path", str(diffusion_dir),
+        "--diffusion_resolution", "64" if context.preset_name == "full" else "32",
         "--mmvp_pairs", "20" if smoke else "200",
-        "--per_device_train_batch_size", "8" if smoke else "32",
+        "--per_device_train_batch_size", "8" if smoke else "16",
         # SGD (the official optimiser) at the official 1e-4 barely moves in a short run.
         "--learning_rate", "1e-3",
     ]  # fmt: skip
@@ -326,6 +329,69 @@ def bench_diva(context: BenchContext) -> dict[str, dict]:
     row["metrics"].update(diffusion["metrics"])
     row["seconds"] += diffusion["seconds"]
     return {f"DIVA on the baseline ({preset.method_steps} steps, diffusion model {diffusion_steps} steps)": row}
+
+
+FEW_SHOT_VIDEO_COLUMNS = (
+    "test/5way_1shot_accuracy", "test/5way_1shot_ci95", "test/5way_5shot_accuracy", "test/5way_5shot_ci95",
+    "train/trainable_parameters", "adapter_checkpoint_bytes", "train/peak_memory_mb", "train/step_seconds",
+)  # fmt: skip
+
+
+def video_steps(context: BenchContext) -> int:
+    """Episodic steps (4 episodes each) for the video methods: a fifth of the image methods' fine-tuning steps."""
+    return max(2, context.preset.method_steps // 5)
+
+
+@bench_entry("clip_fsar", columns=FEW_SHOT_VIDEO_COLUMNS)
+def bench_clip_fsar(context: BenchContext) -> dict[str, dict]:
+    """5-way 1-shot training on the world's meta-train actions from the baseline CLIP; selection on meta-val, test on
+    meta-test (1- and 5-shot, `test_episodes` episodes each). The control is OTAM on the same fine-tuned frame
+    features without the text loss and the text-modulated prototypes."""
+    if context.baseline_dir is None:
+        raise RuntimeError("The CLIP baseline must run before CLIP-FSAR (it starts from it).")
+    steps = video_steps(context)
+    base = [
+        "--model_name_or_path", str(context.baseline_dir),
+        "--seed", str(context.seed),
+        "--max_train_steps", str(steps),
+        "--num_warmup_steps", str(max(1, steps // 10)),
+        "--eval_steps", str(max(1, steps // 2)),
+        "--logging_steps", str(max(1, steps // 10)),
+        "--val_episodes", str(max(10, context.preset.test_episodes // 3)),
+        "--test_episodes", str(context.preset.test_episodes),
+        "--test_shots", "1", "5",
+    ]  # fmt: skip
+    variants = {"CLIP-FSAR": [], "OTAM without text (same fine-tuning, no text loss or text token)": ["--no_text"]}
+    rows = {}
+    for index, (name, flags) in enumerate(variants.items()):
+        rows[name] = run_script("clip_fsar", [*base, *flags], context.output_dir / "clip_fsar" / f"variant-{index}")
+    return rows
+
+
+@bench_entry("ma_clip", columns=FEW_SHOT_VIDEO_COLUMNS)
+def bench_ma_clip(context: BenchContext) -> dict[str, dict]:
+    """MA-CLIP's adapters on the frozen baseline, same episodes and budget as the CLIP-FSAR rows; LoRA on the same
+    base (PEFT) as the parameter-efficient comparison."""
+    if context.baseline_dir is None:
+        raise RuntimeError("The CLIP baseline must run before MA-CLIP (its frozen base).")
+    steps = video_steps(context)
+    base = [
+        "--model_name_or_path", str(context.baseline_dir),
+        "--seed", str(context.seed),
+        "--max_train_steps", str(steps),
+        "--num_warmup_steps", str(max(1, steps // 10)),
+        "--eval_steps", str(max(1, steps // 2)),
+        "--logging_steps", str(max(1, steps // 10)),
+        "--val_episodes", str(max(10, context.preset.test_episodes // 3)),
+        "--test_episodes", str(context.preset.test_episodes),
+        "--test_shots", "1", "5",
+        "--learning_rate", "1e-3",
+    ]  # fmt: skip
+    variants = {"MA-CLIP (adapters, PEFT)": [], "LoRA on the same frozen base (PEFT)": ["--peft_method", "lora"]}
+    rows = {}
+    for index, (name, flags) in enumerate(variants.items()):
+        rows[name] = run_script("ma_clip", [*base, *flags], context.output_dir / "ma_clip" / f"variant-{index}")
+    return rows
 
 
 def grounding_metrics(model_dir: Path, context: BenchContext) -> dict[str, float]:

@@ -239,8 +239,8 @@ def main(argv=None) -> dict:
     }
     for shot in args.test_shots:
         result = evaluate(unwrapped, splits["meta_test"], args, shot, args.test_episodes, args.seed + 2, device)
-        metrics[f"test/{shot}shot_accuracy"] = result["accuracy"]
-        metrics[f"test/{shot}shot_ci95"] = result["ci95"]
+        metrics[f"test/{args.way}way_{shot}shot_accuracy"] = result["accuracy"]
+        metrics[f"test/{args.way}way_{shot}shot_ci95"] = result["ci95"]
 
     final = output_dir / "final"
     if accelerator.is_main_process:

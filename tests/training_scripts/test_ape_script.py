@@ -111,7 +111,6 @@ def test_bad_arguments_are_rejected(tmp_path, encoder_dir):
                      "--synthetic_train_per_class", "2"])  # fmt: skip
 
 
-@pytest.mark.slow
 def test_two_processes(tmp_path, encoder_dir):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     command = [

@@ -37,7 +37,7 @@ def tiny_run(encoder_dir, out) -> list[str]:
 def test_trains_selects_and_saves_adapter(tmp_path, encoder_dir):
     out = tmp_path / "run"
     metrics = load_training_script("ma_clip").main(tiny_run(encoder_dir, out))
-    for key in ("test/1shot_accuracy", "test/2shot_accuracy", "val/accuracy"):
+    for key in ("test/5way_1shot_accuracy", "test/5way_2shot_accuracy", "val/accuracy"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["val/best_step"] in (2, 4)
     assert metrics["train/trainable_parameters"] > 0 and metrics["train/peak_memory_mb"] > 0
@@ -74,7 +74,7 @@ def test_resume_reaches_the_same_result(tmp_path, encoder_dir):
     resumed_dir = tmp_path / "resumed"
     shutil.copytree(tmp_path / "full" / "checkpoint-2", resumed_dir / "checkpoint-2")
     resumed = script.main(tiny_run(encoder_dir, resumed_dir) + extra + ["--resume_from_checkpoint", "latest"])
-    for key in ("val/accuracy", "val/best_step", "test/1shot_accuracy", "test/2shot_accuracy"):
+    for key in ("val/accuracy", "val/best_step", "test/5way_1shot_accuracy", "test/5way_2shot_accuracy"):
         assert resumed[key] == full[key], key
 
 
@@ -89,4 +89,4 @@ def test_two_processes(tmp_path, encoder_dir):
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "ddp" / "final" / "results.json").read_text())
-    assert 0.0 <= results["test/1shot_accuracy"] <= 1.0
+    assert 0.0 <= results["test/5way_1shot_accuracy"] <= 1.0
