@@ -20,7 +20,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -83,6 +83,7 @@ class BenchContext:
     seed: int
     baseline_dir: Path | None = None  # the CLIP baseline's saved model (`<output_dir>/clip/final`)
     siglip_dir: Path | None = None
+    extra_plots: list[str] = field(default_factory=list)  # method-specific figures, relative to output_dir
 
     def common_world_args(self) -> list[str]:
         """The data arguments every script shares, so all methods see the same world."""
@@ -277,7 +278,59 @@ def bench_groupvit(context: BenchContext) -> dict[str, dict]:
     rows = {}
     for index, (name, flags) in enumerate(variants.items()):
         rows[name] = run_script("groupvit", [*base, *flags], context.output_dir / "groupvit" / f"variant-{index}")
+    plot = segmentation_overlays(Path(next(iter(rows.values()))["model_dir"]), context)
+    if plot:
+        context.extra_plots.append(plot)
     return rows
+
+
+def segmentation_overlays(model_dir: Path, context: BenchContext, num_images: int = 4) -> str | None:
+    """plots/groupvit_segmentation.png: held-out scenes, their ground truth and GroupViT's zero-shot segmentation."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    import numpy as np
+
+    from .data.synthetic import WorldConfig, make_scenes
+    from .data.synthetic.vocab import SEGMENTATION_CLASSES
+    from .models.groupvit.processing_groupvit import overlay_masks
+    from .pipelines.zero_shot_segmentation import ZeroShotSegmentationPipeline
+
+    pipeline = ZeroShotSegmentationPipeline.from_pretrained(model_dir)
+    size = pipeline.model.config.vision_config.image_size
+    # The official protocol scaled to the world's image size (as the training script's evaluation).
+    options = dict(crop_size=size, stride=max(1, size // 2), short_side=size)
+    scenes = make_scenes(num_images, split="test", config=WorldConfig(seed=context.seed, image_size=size))
+    labels = list(SEGMENTATION_CLASSES[1:])
+    palette = np.random.default_rng(0).integers(0, 256, size=(len(SEGMENTATION_CLASSES), 3))
+    fig, axes = plt.subplots(num_images, 3, figsize=(6, 2 * num_images), squeeze=False)
+    for row, scene in enumerate(scenes):
+        image = scene["image"].convert("RGB")
+        truth = np.asarray(scene["semantic_mask"], dtype=np.int64)
+        results = pipeline(image, labels, **options)
+        predicted = np.zeros_like(truth)
+        for index, result in enumerate(results, start=1):
+            predicted[np.asarray(result["mask"]) > 0] = index
+        panels = (
+            image,
+            overlay_masks(image, truth, palette=palette),
+            overlay_masks(image, predicted, palette=palette),
+        )
+        for column, (panel, title) in enumerate(zip(panels, ("image", "ground truth", "GroupViT"))):
+            axes[row, column].imshow(panel)
+            axes[row, column].set_axis_off()
+            if row == 0:
+                axes[row, column].set_title(title, fontsize=8)
+    fig.tight_layout()
+    plots_dir = context.output_dir / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plots_dir / "groupvit_segmentation.png", dpi=100)
+    plt.close(fig)
+    return "plots/groupvit_segmentation.png"
 
 
 DIVA_COLUMNS = (
@@ -526,6 +579,25 @@ def write_plots(results: dict, plots_dir: Path) -> list[str]:
     plt.close(fig)
     written.append("plots/learning_curves.png")
 
+    for method, entry in results["methods"].items():
+        shot_rows = [r for r in entry.get("rows", {}).values() if isinstance(r["metrics"].get("shots"), int)]
+        if entry["status"] != "ran" or len(shot_rows) < 2:
+            continue
+        shot_rows.sort(key=lambda r: r["metrics"]["shots"])
+        shots = [r["metrics"]["shots"] for r in shot_rows]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        names = sorted({m.split("/")[0] for r in shot_rows for m in r["metrics"] if m.endswith("/test_accuracy")})
+        for name in names:
+            ax.plot(shots, [r["metrics"].get(f"{name}/test_accuracy", math.nan) for r in shot_rows], marker="o",
+                    label=name)  # fmt: skip
+        ax.set(xscale="log", xlabel="shots per class", ylabel="test accuracy", title=f"{method}: accuracy by shots")
+        ax.set_xticks(shots, [str(k) for k in shots])
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(plots_dir / f"{method}_accuracy_by_shots.png", dpi=100)
+        plt.close(fig)
+        written.append(f"plots/{method}_accuracy_by_shots.png")
+
     metric_names = sorted(m for m in plotted if not m.startswith("train/"))
     for metric in metric_names:
         names = [n for n, r in rows.items() if isinstance(r["metrics"].get(metric), (int, float))]
@@ -636,7 +708,7 @@ def run_bench(preset: str = "quick", output_dir: str | Path = "bench_out", seed:
         else ("skipped: Fashion-MNIST not installed (apt install dataset-fashion-mnist, or set FASHION_MNIST_DIR)"),
         "total_seconds": time.perf_counter() - start,
     }
-    results["plots"] = write_plots(results, context.output_dir / "plots")
+    results["plots"] = write_plots(results, context.output_dir / "plots") + context.extra_plots
     (context.output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     write_markdown(results, context.output_dir / "results.md")
     return results

@@ -35,8 +35,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -60,9 +58,9 @@ from hf_clipzoo.models.ape.building import (
 )
 from hf_clipzoo.training import (
     across_processes,
+    build_accelerator,
     build_optimizer,
     build_scheduler,
-    build_trackers,
     check_finite,
     load_checkpoint,
     resolve_checkpoint,
@@ -365,20 +363,7 @@ def evaluate(model, search_args, val, test) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=build_trackers(output_dir / "logs", args.report_to),
-        project_dir=str(output_dir),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_main_process:
-        logging.getLogger().setLevel(logging.ERROR)
-        datasets.utils.logging.set_verbosity_error()
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = build_accelerator(args)
     accelerator.init_trackers("ape", config=loggable_config(args))
 
     encoder, processor = load_encoder(args.model_name_or_path)

@@ -47,8 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, PartialState
-from accelerate.utils import set_seed
+from accelerate import PartialState
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig
@@ -64,8 +63,8 @@ from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor
 from hf_clipzoo.training import (
     across_processes,
+    build_accelerator,
     build_scheduler,
-    build_trackers,
     check_finite,
     load_checkpoint,
     push_folder_to_hub,
@@ -263,18 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"--tasks_per_step ({args.tasks_per_step}) must be a multiple of the number of processes ({num_processes})."
         )
     accumulation = args.tasks_per_step // num_processes
-    accelerator = Accelerator(
-        gradient_accumulation_steps=accumulation,
-        mixed_precision=args.mixed_precision,
-        log_with=build_trackers(output_dir / "logs", args.report_to),
-        project_dir=str(output_dir),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_main_process:
-        logging.getLogger().setLevel(logging.ERROR)
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = build_accelerator(args, gradient_accumulation_steps=accumulation, seedable_sampler=False)
 
     model, processor = build_model(args)
     if args.gradient_checkpointing:

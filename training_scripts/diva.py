@@ -33,11 +33,8 @@ import logging
 import math
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
 from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -57,9 +54,9 @@ from hf_clipzoo.models.diva.configuration_diva import (
 from hf_clipzoo.models.diva.diffusion import check_prompt, encode_prompt_with_text_encoder, load_diffusion_folder
 from hf_clipzoo.training import (
     across_processes,
+    build_accelerator,
     build_optimizer,
     build_scheduler,
-    build_trackers,
     check_finite,
     load_checkpoint,
     push_folder_to_hub,
@@ -315,20 +312,7 @@ def feedback_loss(model: DivaModel, images: torch.Tensor, seed: int) -> float:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=build_trackers(output_dir / "logs", args.report_to),
-        project_dir=str(output_dir),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_main_process:
-        logging.getLogger().setLevel(logging.ERROR)
-        datasets.utils.logging.set_verbosity_error()
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = build_accelerator(args)
 
     # --- frozen diffusion model, fixed prompt, CLIP ---
     vae, unet, noise_scheduler, extras = load_diffusion_folder(args.diffusion_model_name_or_path)

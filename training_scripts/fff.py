@@ -33,10 +33,7 @@ import logging
 import math
 from pathlib import Path
 
-import datasets
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -46,9 +43,9 @@ from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.models.fff import FFFConfig, FFFModel, FFFProcessor
 from hf_clipzoo.training import (
     across_processes,
+    build_accelerator,
     build_optimizer,
     build_scheduler,
-    build_trackers,
     check_finite,
     load_checkpoint,
     resolve_checkpoint,
@@ -222,22 +219,7 @@ def teacher_embeddings(teacher, batch) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=build_trackers(output_dir / "logs", args.report_to),
-        project_dir=str(output_dir),
-        # A seeded sampler makes the data order a function of (seed, epoch): what makes resuming exact.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_main_process:
-        logging.getLogger().setLevel(logging.ERROR)
-        datasets.utils.logging.set_verbosity_error()
-    logger.info(accelerator.state)
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = build_accelerator(args)
 
     model, processor = build_model(args)
     teacher = build_teacher(args, model)

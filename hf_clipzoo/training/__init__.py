@@ -4,9 +4,11 @@ from .checkpoint import CorruptCheckpointError, list_checkpoints, load_checkpoin
 from .guards import across_processes, check_finite
 from .hub import push_folder_to_hub, save_final_model
 from .optim import build_optimizer, build_scheduler, lr_multiplier, param_groups
+from .setup import build_accelerator
 from .tracking import JsonlTracker, build_trackers, read_jsonl_log
 
 __all__ = [
+    "build_accelerator",
     "CorruptCheckpointError",
     "JsonlTracker",
     "across_processes",
