@@ -62,6 +62,7 @@ from hf_clipzoo.eval.metrics import episode_accuracy_with_ci
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor
 from hf_clipzoo.training import (
+    StepMeter,
     across_processes,
     build_accelerator,
     build_scheduler,
@@ -318,6 +319,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model.train()
     running = {"loss": 0.0, "otam_loss": 0.0, "text_loss": 0.0, "count": 0}
+    meter = StepMeter(device)  # time and peak memory of the training steps only (not the evaluations)
     while global_step < max_train_steps:
         for micro in range(accumulation):
             index = global_step * args.tasks_per_step + micro * num_processes + accelerator.process_index
@@ -335,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
                     support_class_ids=torch.as_tensor(episode.support_class_ids, device=device),
                     query_class_ids=torch.as_tensor(episode.query_class_ids, device=device),
                 )
-            with accelerator.accumulate(model):
+            with meter.measure(), accelerator.accumulate(model):
                 outputs = model(**inputs, return_loss=True)
                 check_finite(outputs.loss, global_step)
                 accelerator.backward(outputs.loss)  # divided by the accumulation steps: a mean over tasks
@@ -388,6 +390,9 @@ def main(argv: list[str] | None = None) -> dict:
         unwrapped.load_state_dict(load_file(str(best_file), device=str(device)))
     metrics = {"val/best_accuracy": best["accuracy"], "val/best_step": best["step"], **last}
     metrics["train/trainable_parameters"] = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
+    if meter.steps:  # a run resumed at its last step trains nothing
+        metrics["train/step_seconds"] = meter.step_seconds * accumulation
+        metrics["train/peak_memory_mb"] = across_processes(accelerator, meter.peak_mib, "max")
     for shot in args.test_shots:
         # A different seed per shot count, and never one used for val.
         result = evaluate_split(

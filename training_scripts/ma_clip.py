@@ -12,8 +12,9 @@ MA-CLIP kwargs), the processor, `results.json` and a model card. Data: the embed
     accelerate launch --multi_gpu --num_processes 2 training_scripts/ma_clip.py --model_name_or_path ... (CPU: ACCELERATE_USE_CPU=true)
     python training_scripts/ma_clip.py ... --checkpointing_steps 50 --resume_from_checkpoint latest
 
-Peak memory: `torch.cuda.max_memory_allocated` on GPU; on CPU the process's peak resident set size
-(`resource.getrusage(...).ru_maxrss`, includes the Python runtime and data) — reported as `train/peak_memory_mb`.
+Cost columns (`hf_clipzoo.training.StepMeter`, training steps only, evaluations excluded): `train/step_seconds` and
+`train/peak_memory_mb`, the rise of memory during a step above what is in use before it (CUDA allocator peak; on
+Linux CPUs the resident-set high-water mark).
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import shutil
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +40,7 @@ from hf_clipzoo.models.clip import ZooCLIPModel
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.models.ma_clip.peft_ma_clip import get_ma_clip_peft_model
 from hf_clipzoo.training import (
+    StepMeter,
     across_processes,
     build_optimizer,
     build_scheduler,
@@ -137,13 +136,6 @@ def evaluate(model, split, args, shot, num_episodes, seed, device) -> dict:
     return result
 
 
-def peak_memory_mb(device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     accelerator = Accelerator(
@@ -165,7 +157,8 @@ def main(argv=None) -> dict:
                                 betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)  # fmt: skip
     scheduler = build_scheduler(optimizer, name=args.lr_scheduler, num_warmup_steps=args.num_warmup_steps,
                                 num_training_steps=args.max_train_steps)  # fmt: skip
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The scheduler is not prepared: accelerate would step it once per process per optimiser step.
+    model, optimizer = accelerator.prepare(model, optimizer)
     trackers = build_trackers(output_dir / "logs", args.report_to) if accelerator.is_main_process else []
 
     start_step, best = 0, {"val_accuracy": -1.0, "step": 0}
@@ -185,20 +178,22 @@ def main(argv=None) -> dict:
                 trainable, args.max_train_steps, accelerator.num_processes * args.gradient_accumulation_steps)  # fmt: skip
     eval_steps = args.eval_steps or args.max_train_steps
     model.train()
-    started = time.perf_counter()
+    meter = StepMeter(device)  # time and peak memory of the training steps only (not the evaluations)
     for step in tqdm(range(start_step, args.max_train_steps), disable=not accelerator.is_main_process):
         for micro in range(args.gradient_accumulation_steps):
             index = (
                 step * args.gradient_accumulation_steps + micro
             ) * accelerator.num_processes + accelerator.process_index
-            with accelerator.accumulate(model):
-                loss = model(**episode_inputs(splits["meta_train"], sampler[index], device), return_loss=True).loss
+            inputs = episode_inputs(splits["meta_train"], sampler[index], device)
+            with meter.measure(), accelerator.accumulate(model):
+                loss = model(**inputs, return_loss=True).loss
                 check_finite(loss, step)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()  # not passed to `prepare`, so it advances once per optimiser step
                 optimizer.zero_grad()
         done = step + 1
         if done % args.logging_steps == 0 and accelerator.is_main_process:
@@ -221,8 +216,6 @@ def main(argv=None) -> dict:
             save_checkpoint(accelerator, output_dir, done, model=model, optimizer=optimizer, scheduler=scheduler,
                             extra_state={"best": best}, extra_files=[best_path] if best_path.exists() else None,
                             total_limit=args.checkpoints_total_limit)  # fmt: skip
-    train_seconds = time.perf_counter() - started
-    steps_run = max(args.max_train_steps - start_step, 1)
 
     # Model selection: reload the best val state before testing.
     from safetensors.torch import load_file
@@ -232,8 +225,8 @@ def main(argv=None) -> dict:
         unwrapped.load_state_dict(load_file(str(best_path)), strict=False)
     metrics = {
         "train/trainable_parameters": trainable,
-        "train/peak_memory_mb": across_processes(accelerator, peak_memory_mb(device), "max"),
-        "train/step_seconds": train_seconds / steps_run,
+        "train/peak_memory_mb": across_processes(accelerator, meter.peak_mib, "max"),
+        "train/step_seconds": meter.step_seconds * args.gradient_accumulation_steps,
         "val/accuracy": best["val_accuracy"],
         "val/best_step": best["step"],
     }

@@ -3,11 +3,13 @@
 from .checkpoint import CorruptCheckpointError, list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .guards import across_processes, check_finite
 from .hub import push_folder_to_hub, save_final_model
+from .memory import StepMeter
 from .optim import build_optimizer, build_scheduler, lr_multiplier, param_groups
 from .setup import build_accelerator
 from .tracking import JsonlTracker, build_trackers, read_jsonl_log
 
 __all__ = [
+    "StepMeter",
     "build_accelerator",
     "CorruptCheckpointError",
     "JsonlTracker",

@@ -86,11 +86,16 @@ def test_unknown_split_is_rejected():
 
 
 def test_same_seed_gives_byte_identical_data_and_different_seed_differs():
+    from hf_clipzoo.data.synthetic import scenes
+
     a = make_scenes(12, config=SMALL)
+    scenes._RECENT_SCENES.clear()  # generate again from scratch (make_scenes keeps the last few worlds)
     b = make_scenes(12, config=WorldConfig(seed=0, image_size=32))
+    assert b is not a
     c = make_scenes(12, config=WorldConfig(seed=1, image_size=32))
     assert table_hash(a) == table_hash(b)
     assert table_hash(a) != table_hash(c)
+    assert make_scenes(12, config=WorldConfig(seed=0, image_size=32)) is b  # the cache, keyed by the full config
     assert a["caption"] != c["caption"] or a["long_caption"] != c["long_caption"]
 
 

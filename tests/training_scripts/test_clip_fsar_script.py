@@ -96,7 +96,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     resumed = script.main(
         [a if a != str(tmp_path / "full") else str(resumed_dir) for a in run] + ["--resume_from_checkpoint", "latest"]
     )
-    assert resumed == full
+    cost = ("train/step_seconds", "train/peak_memory_mb")  # measurements of this machine, not results
+    assert {k: v for k, v in resumed.items() if k not in cost} == {k: v for k, v in full.items() if k not in cost}
     a = load_file(str(tmp_path / "full" / "final" / "model.safetensors"))
     b = load_file(str(resumed_dir / "final" / "model.safetensors"))
     for name in a:

@@ -15,6 +15,8 @@ Columns of the returned `datasets.Dataset`:
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import datasets
 import numpy as np
 
@@ -84,6 +86,13 @@ def rows_to_dataset(rows: list[dict], features: datasets.Features) -> datasets.D
     return datasets.Dataset.from_dict(columns, features=features)
 
 
+# The last few worlds made in this process: the bench runs a dozen scripts in one process on the same world, and
+# regenerating 8k scenes per script would cost more than some of the runs. `datasets.Dataset` operations return new
+# objects, so sharing one is safe (nothing in the package calls the in-place `set_format` / `set_transform`).
+_RECENT_SCENES: OrderedDict[tuple, datasets.Dataset] = OrderedDict()
+_RECENT_SCENES_SIZE = 4
+
+
 def make_scenes(num_images: int, *, split: str = "train", config: WorldConfig | None = None) -> datasets.Dataset:
     """Generate `num_images` multi-object scenes with masks and captions (columns in the module docstring).
 
@@ -102,5 +111,13 @@ def make_scenes(num_images: int, *, split: str = "train", config: WorldConfig | 
     check_count("num_images", num_images)
     config = config or WorldConfig()
     check_split(split, SCENE_SPLITS)
+    key = (num_images, split, repr(config))
+    if key in _RECENT_SCENES:
+        _RECENT_SCENES.move_to_end(key)
+        return _RECENT_SCENES[key]
     rows = [generate_scene(i, split=split, config=config) for i in range(num_images)]
-    return rows_to_dataset(rows, SCENE_FEATURES)
+    dataset = rows_to_dataset(rows, SCENE_FEATURES)
+    _RECENT_SCENES[key] = dataset
+    while len(_RECENT_SCENES) > _RECENT_SCENES_SIZE:
+        _RECENT_SCENES.popitem(last=False)
+    return dataset
