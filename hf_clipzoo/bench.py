@@ -62,7 +62,7 @@ PRESETS = {
     "quick": BenchPreset(
         train_size=8192, eval_size=512, classes_per_split=10, max_train_steps=300, batch_size=64,
         model_preset="world-tiny", learning_rate=5e-4, eval_steps=None, warmup_steps=30,
-        method_steps=80, shots=(1, 4, 16), test_episodes=300,
+        method_steps=60, shots=(1, 4, 16), test_episodes=200,
     ),
     # A GPU budget: bigger towers, longer schedules.
     "full": BenchPreset(
@@ -350,7 +350,7 @@ def bench_diva(context: BenchContext) -> dict[str, dict]:
         raise RuntimeError("The CLIP baseline must run before DIVA (DIVA post-trains it).")
     preset = context.preset
     smoke = context.preset_name == "smoke"
-    diffusion_steps = max(4, preset.max_train_steps // 2)
+    diffusion_steps = max(4, preset.max_train_steps // 4)
     diffusion_dir = context.output_dir / "diva" / "diffusion"
     diffusion = run_script(
         "diva_pretrain_diffusion",

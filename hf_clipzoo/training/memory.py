@@ -12,6 +12,8 @@ optimizer state growth — not the weights already loaded:
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import math
 import time
 from contextlib import contextmanager
@@ -29,8 +31,19 @@ def _proc_status_bytes(field: str) -> int:
     raise OSError(f"{field} not in /proc/self/status")
 
 
+def _malloc_trim() -> None:
+    # Memory freed by the previous step stays resident in glibc's heap and would be reused without raising the
+    # high-water mark: hand it back first, so the next step's peak shows.
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_cpu_peak() -> int | None:
     """Reset VmHWM to the current resident set; the resident set in bytes, or None where unsupported."""
+    gc.collect()
+    _malloc_trim()
     try:
         with open("/proc/self/clear_refs", "w") as clear_refs:
             clear_refs.write("5")
