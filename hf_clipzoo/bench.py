@@ -531,7 +531,58 @@ def bench_ape(context: BenchContext) -> dict[str, dict]:
         rows[f"{shots} shot{'s' if shots > 1 else ''}"] = run_script(
             "ape", argv, context.output_dir / "ape" / f"shots-{shots}"
         )
+    real = fashion_mnist_few_shot(context)
+    if real is not None:
+        rows[f"Fashion-MNIST (real images), {max(context.preset.shots)} shots"] = real
     return rows
+
+
+def fashion_mnist_few_shot(context: BenchContext) -> dict | None:
+    """The real-image track's few-shot row: APE and the baselines on Fashion-MNIST, when installed.
+
+    The few-shot images and a disjoint validation set (for the search and epoch selection) come from the train split,
+    the reported accuracies from the test split; prompts are "a photo of a {class}.".
+    """
+    if fashion_mnist_root() is None:
+        return None
+    import datasets
+
+    from .data.fashion_mnist import load_fashion_mnist
+
+    shots = max(context.preset.shots)
+    val_per_class = 4
+    smoke = context.preset_name == "smoke"
+    pool = load_fashion_mnist("train", num_per_class=shots + val_per_class, seed=context.seed)
+    labels = pool["label"]
+    available = {label: labels.count(label) for label in set(labels)}
+    # The first rows of every class validate (up to `val_per_class`, leaving `shots`), the rest are the shots.
+    num_val = {label: min(val_per_class, count - shots) for label, count in available.items()}
+    if min(num_val.values()) < 1:
+        raise ValueError(f"Fashion-MNIST's train split has too few images per class for {shots} shots + validation.")
+    seen: dict[int, int] = {}
+    is_val = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        is_val.append(seen[label] <= num_val[label])
+    splits = datasets.DatasetDict(
+        train=pool.select([i for i, v in enumerate(is_val) if not v]),
+        val=pool.select([i for i, v in enumerate(is_val) if v]),
+        test=load_fashion_mnist("test", num_per_class=5 if smoke else 100, seed=context.seed),
+    )
+    data_dir = context.output_dir / "ape" / "fashion_mnist_data"
+    splits.save_to_disk(str(data_dir))
+    argv = [
+        "--model_name_or_path", str(context.baseline_dir),
+        "--dataset", str(data_dir),
+        "--seed", str(context.seed),
+        "--shots", str(shots),
+        "--templates", "single",
+        "--augment_epochs", "1" if smoke else "10",
+        "--num_train_epochs", "2" if smoke else "20",
+        "--search_steps", *(("5", "3", "3") if smoke else ("200", "20", "20")),
+        "--train", "--train_tip_adapter_f",
+    ]  # fmt: skip
+    return run_script("ape", argv, context.output_dir / "ape" / "fashion-mnist")
 
 
 # --- report -------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import torch
 
 from hf_clipzoo import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.backbones.processing import build_clip_processor
-from hf_clipzoo.bench import PRESETS, BenchContext, fashion_mnist_zero_shot
+from hf_clipzoo.bench import PRESETS, BenchContext, fashion_mnist_few_shot, fashion_mnist_zero_shot
 from hf_clipzoo.data.fashion_mnist import CLASS_NAMES, fashion_mnist_root, load_fashion_mnist, read_idx
 
 
@@ -62,3 +62,17 @@ def test_bench_real_image_track(fake_fashion_mnist, tmp_path):
     row = fashion_mnist_zero_shot(tmp_path / "model", context)
     assert row["metrics"]["fashion_mnist/num_samples"] == 30  # 5 per class requested, 3 exist per class
     assert 0.0 <= row["metrics"]["fashion_mnist/top1_accuracy"] <= 1.0
+
+
+def test_bench_real_image_few_shot_track(fake_fashion_mnist, tmp_path):
+    """APE and the baselines on Fashion-MNIST: shots and validation from the train split, accuracy on test."""
+    torch.manual_seed(0)
+    ZooCLIPModel(ZooCLIPConfig.from_preset("world-micro")).save_pretrained(tmp_path / "model")
+    build_clip_processor(32).save_pretrained(tmp_path / "model")
+    # 4 train images per class exist: 2 validate, 2 are the shots (smoke shots are (1, 2)).
+    preset = PRESETS["smoke"]
+    context = BenchContext("smoke", preset, tmp_path / "bench", seed=0, baseline_dir=tmp_path / "model")
+    row = fashion_mnist_few_shot(context)
+    for name in ("zero_shot", "tip_adapter", "ape", "ape_t", "tip_adapter_f"):
+        assert 0.0 <= row["metrics"][f"{name}/test_accuracy"] <= 1.0, name
+    assert row["metrics"]["num_classes"] == 10 and row["metrics"]["shots"] == 2
