@@ -9,12 +9,21 @@ __version__ = "0.1.0.dev0"
 from .models.ape import APEConfig, APEModel, APETConfig, APETModel  # noqa: E402
 from .models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPOutput, ZooCLIPProcessor  # noqa: E402
 from .models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor  # noqa: E402
-from .models.diva import DivaConfig, DivaModel, DivaPipeline  # noqa: E402
+from .models.diva import DivaConfig, DivaModel  # noqa: E402
 from .models.dreamlip import DreamLIPConfig, DreamLIPModel, DreamLIPProcessor  # noqa: E402
 from .models.fff import FFFConfig, FFFModel, FFFOutput, FFFProcessor  # noqa: E402
 from .models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, ZooGroupViTProcessor  # noqa: E402
 from .models.ma_clip import MACLIPConfig, MACLIPModel, MACLIPProcessor  # noqa: E402
 from .registry import get_method, list_methods  # noqa: E402
+
+
+def __getattr__(name: str):
+    if name == "DivaPipeline":  # needs diffusers: imported on first use
+        from .models.diva import DivaPipeline
+
+        return DivaPipeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "APEConfig",

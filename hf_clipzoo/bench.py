@@ -390,20 +390,13 @@ FEW_SHOT_VIDEO_COLUMNS = (
 )  # fmt: skip
 
 
-def video_steps(context: BenchContext) -> int:
-    """Episodic steps (4 episodes each) for the video methods: a third of the image methods' fine-tuning steps."""
-    return max(2, context.preset.method_steps // 3)
-
-
-@bench_entry("clip_fsar", columns=FEW_SHOT_VIDEO_COLUMNS)
-def bench_clip_fsar(context: BenchContext) -> dict[str, dict]:
-    """5-way 1-shot training on the world's meta-train actions from the baseline CLIP; selection on meta-val, test on
-    meta-test (1- and 5-shot, `test_episodes` episodes each). The control is OTAM on the same fine-tuned frame
-    features without the text loss and the text-modulated prototypes."""
+def episodic_argv(context: BenchContext, method: str) -> list[str]:
+    """What the few-shot video methods share: start point, episodic steps (a third of the image methods'
+    fine-tuning steps), meta-val selection and meta-test episodes at 1 and 5 shots."""
     if context.baseline_dir is None:
-        raise RuntimeError("The CLIP baseline must run before CLIP-FSAR (it starts from it).")
-    steps = video_steps(context)
-    base = [
+        raise RuntimeError(f"The CLIP baseline must run before {method} (it starts from it).")
+    steps = max(2, context.preset.method_steps // 3)
+    return [
         "--model_name_or_path", str(context.baseline_dir),
         "--seed", str(context.seed),
         "--max_train_steps", str(steps),
@@ -414,6 +407,14 @@ def bench_clip_fsar(context: BenchContext) -> dict[str, dict]:
         "--test_episodes", str(context.preset.test_episodes),
         "--test_shots", "1", "5",
     ]  # fmt: skip
+
+
+@bench_entry("clip_fsar", columns=FEW_SHOT_VIDEO_COLUMNS)
+def bench_clip_fsar(context: BenchContext) -> dict[str, dict]:
+    """5-way 1-shot training on the world's meta-train actions from the baseline CLIP; selection on meta-val, test on
+    meta-test (1- and 5-shot, `test_episodes` episodes each). The control is OTAM on the same fine-tuned frame
+    features without the text loss and the text-modulated prototypes."""
+    base = episodic_argv(context, "CLIP-FSAR")
     variants = {"CLIP-FSAR": [], "OTAM without text (same fine-tuning, no text loss or text token)": ["--no_text"]}
     rows = {}
     for index, (name, flags) in enumerate(variants.items()):
@@ -425,21 +426,7 @@ def bench_clip_fsar(context: BenchContext) -> dict[str, dict]:
 def bench_ma_clip(context: BenchContext) -> dict[str, dict]:
     """MA-CLIP's adapters on the frozen baseline, same episodes and budget as the CLIP-FSAR rows; LoRA on the same
     base (PEFT) as the parameter-efficient comparison."""
-    if context.baseline_dir is None:
-        raise RuntimeError("The CLIP baseline must run before MA-CLIP (its frozen base).")
-    steps = video_steps(context)
-    base = [
-        "--model_name_or_path", str(context.baseline_dir),
-        "--seed", str(context.seed),
-        "--max_train_steps", str(steps),
-        "--num_warmup_steps", str(max(1, steps // 10)),
-        "--eval_steps", str(max(1, steps // 2)),
-        "--logging_steps", str(max(1, steps // 10)),
-        "--val_episodes", str(max(10, context.preset.test_episodes // 3)),
-        "--test_episodes", str(context.preset.test_episodes),
-        "--test_shots", "1", "5",
-        "--learning_rate", "1e-3",
-    ]  # fmt: skip
+    base = [*episodic_argv(context, "MA-CLIP"), "--learning_rate", "1e-3"]
     variants = {"MA-CLIP (adapters, PEFT)": [], "LoRA on the same frozen base (PEFT)": ["--peft_method", "lora"]}
     rows = {}
     for index, (name, flags) in enumerate(variants.items()):
@@ -496,6 +483,22 @@ def bench_dreamlip(context: BenchContext) -> dict[str, dict]:
     return rows
 
 
+def ape_argv(context: BenchContext, shots: int) -> list[str]:
+    """APE's run at `shots`: the frozen baseline, the preset's budget, APE-T and Tip-Adapter-F trained too."""
+    if context.baseline_dir is None:
+        raise RuntimeError("The CLIP baseline must run before APE (it is APE's frozen encoder).")
+    smoke = context.preset_name == "smoke"
+    return [
+        "--model_name_or_path", str(context.baseline_dir),
+        "--seed", str(context.seed),
+        "--shots", str(shots),
+        "--augment_epochs", "1" if smoke else "10",
+        "--num_train_epochs", "2" if smoke else "20",
+        "--search_steps", *(("5", "3", "3") if smoke else ("200", "20", "20")),
+        "--train", "--train_tip_adapter_f",
+    ]  # fmt: skip
+
+
 @bench_entry(
     "ape",
     columns=tuple(
@@ -511,22 +514,14 @@ def bench_ape(context: BenchContext) -> dict[str, dict]:
     The encoder is the frozen CLIP baseline; every shot count draws its own few-shot set from the same seed, and
     β, α (γ) are searched on the val split only.
     """
-    if context.baseline_dir is None:
-        raise RuntimeError("The CLIP baseline must run before APE (it is APE's frozen encoder).")
     smoke = context.preset_name == "smoke"
     rows = {}
     for shots in context.preset.shots:
         argv = [
-            "--model_name_or_path", str(context.baseline_dir),
-            "--seed", str(context.seed),
-            "--shots", str(shots),
+            *ape_argv(context, shots),
             "--synthetic_train_per_class", str(max(context.preset.shots)),
             "--synthetic_val_per_class", "2" if smoke else "4",
             "--synthetic_test_per_class", "2" if smoke else "8",
-            "--augment_epochs", "1" if smoke else "10",
-            "--num_train_epochs", "2" if smoke else "20",
-            "--search_steps", *(("5", "3", "3") if smoke else ("200", "20", "20")),
-            "--train", "--train_tip_adapter_f",
         ]  # fmt: skip
         rows[f"{shots} shot{'s' if shots > 1 else ''}"] = run_script(
             "ape", argv, context.output_dir / "ape" / f"shots-{shots}"
@@ -571,17 +566,7 @@ def fashion_mnist_few_shot(context: BenchContext) -> dict | None:
     )
     data_dir = context.output_dir / "ape" / "fashion_mnist_data"
     splits.save_to_disk(str(data_dir))
-    argv = [
-        "--model_name_or_path", str(context.baseline_dir),
-        "--dataset", str(data_dir),
-        "--seed", str(context.seed),
-        "--shots", str(shots),
-        "--templates", "single",
-        "--augment_epochs", "1" if smoke else "10",
-        "--num_train_epochs", "2" if smoke else "20",
-        "--search_steps", *(("5", "3", "3") if smoke else ("200", "20", "20")),
-        "--train", "--train_tip_adapter_f",
-    ]  # fmt: skip
+    argv = [*ape_argv(context, shots), "--dataset", str(data_dir), "--templates", "single"]
     return run_script("ape", argv, context.output_dir / "ape" / "fashion-mnist")
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import pickle
+import pickle  # only for `pickle.UnpicklingError`, what torch.load(weights_only=True) raises
 import re
 import zipfile
 from collections.abc import Mapping
@@ -321,8 +321,54 @@ def _is_torchscript_archive(path: Path) -> bool:
         return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file safely: `.safetensors`, or a `torch.save` file with `weights_only=True`."""
+class _InertPickledObject:
+    """Stands in for a class of a checkpoint's non-tensor entries (an OmegaConf config, numpy scalars, ...).
+
+    It accepts whatever constructor arguments and state the pickle stream hands it and keeps them as data; it never
+    imports or runs anything. Subclasses are created per allow-listed name, so each keeps the original name."""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        self.pickled_args = args
+
+    def __setstate__(self, state):
+        self.pickled_state = state
+
+    def __repr__(self) -> str:
+        return f"<unread {self.pickled_name}>"
+
+
+def _load_with_inert_classes(path: Path, first_error: Exception) -> object:
+    """`torch.load(weights_only=True)` again with the file's non-tensor classes allow-listed as inert placeholders:
+    torch's restricted unpickler still refuses everything else, and no code of the file runs."""
+    try:
+        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable torch checkpoint: {first_error}") from error
+    if not names:
+        raise ValueError(f"{path} is not a readable torch checkpoint: {first_error}") from first_error
+    logger.info("Reading %s with %d non-tensor classes as inert placeholders: %s", path, len(names), names)
+    placeholders = [
+        (type(name.rsplit(".", 1)[-1], (_InertPickledObject,), {"pickled_name": name}), name) for name in names
+    ]
+    try:
+        with torch.serialization.safe_globals(placeholders):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"{path} could not be read with torch.load(weights_only=True) even with its non-tensor classes "
+            f"({names}) replaced by inert placeholders: {error}"
+        ) from error
+
+
+def load_state_dict_file(path: str | Path, *, inert_non_tensor_classes: bool = False) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file safely: `.safetensors`, or a `torch.save` file with `weights_only=True`.
+
+    `inert_non_tensor_classes`: for official training checkpoints that also pickle objects (e.g. GroupViT's
+    OmegaConf config), read those objects as inert placeholders instead of refusing the file; the caller must then
+    keep only the tensors it needs (and check that they are tensors)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint file at {path}.")
@@ -344,6 +390,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if inert_non_tensor_classes:
+            return _load_with_inert_classes(path, error)
         # torch's own message suggests weights_only=False; we never unpickle arbitrary objects, so say what to do.
         reason = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), None)
         if reason is None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.episodes import Episode, EpisodeSampler
-from .metrics import episode_accuracy_with_ci
+from .metrics import _to_numpy, episode_accuracy_with_ci
 
 
 def _softmin(lam: float, *values: torch.Tensor) -> torch.Tensor:
@@ -120,12 +120,6 @@ def cosine_frame_distances(query: torch.Tensor, protos: torch.Tensor, eps: float
     return 1 - dots / (norms + eps)
 
 
-def _to_numpy(values: Any) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
 def evaluate_episodes(
     predict_fn: Callable[[Episode], Any],
     episodes: Iterable[Episode],
@@ -152,7 +146,7 @@ def evaluate_episodes(
         raise ValueError("`episodes` is an infinite EpisodeSampler: build it with `num_episodes=...` to evaluate.")
     accuracies = []
     for number, episode in enumerate(episodes):
-        predictions = _to_numpy(predict_fn(episode))
+        predictions = _to_numpy(predict_fn(episode), "predictions")
         num_queries = len(episode.query_labels)
         if predictions.ndim == 2 and predictions.shape == (num_queries, episode.way):
             predictions = predictions.argmax(axis=-1)

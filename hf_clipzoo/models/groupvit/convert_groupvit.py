@@ -50,7 +50,8 @@ The YFCC checkpoint was trained with the multi-label loss (`multi_label=3`) and 
 
 Reading files: `.safetensors`, or `torch.load(weights_only=True)`. The official checkpoints also pickle their
 OmegaConf training config (and numpy metrics), which `weights_only=True` refuses. Those objects are not needed, so
-each such class is allow-listed *under its name* as an inert placeholder class (`torch.serialization.safe_globals`
+each such class is allow-listed *under its name* as an inert placeholder class (`load_state_dict_file(...,
+inert_non_tensor_classes=True)` in `hf_clipzoo.backbones.convert`, through `torch.serialization.safe_globals`
 with `(placeholder, "module.Name")` pairs): torch's restricted unpickler still refuses everything else, and no code
 from the file, nor the named modules, is ever imported or run. Only the `"model"` entry is used, and every value in
 it must be a real tensor.
@@ -63,13 +64,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from ...backbones.convert import load_state_dict_file
 from .configuration_groupvit import ZooGroupViTConfig
 from .modeling_groupvit import ZooGroupViTModel
 
@@ -153,68 +154,10 @@ _TEXT_QKV = re.compile(_RES + r"attn\.in_proj_(?P<p>weight|bias)")
 
 
 # --- reading files ---------------------------------------------------------------------------------------------------
-class _InertPickledObject:
-    """Stands in for a class of a checkpoint's non-tensor entries (the OmegaConf config, numpy scalars, ...).
-
-    It accepts whatever constructor arguments and state the pickle stream hands it and keeps them as data; it never
-    imports or runs anything. Subclasses are created per allow-listed name, so each keeps the original name for
-    error messages."""
-
-    def __new__(cls, *args, **kwargs):
-        return super().__new__(cls)
-
-    def __init__(self, *args, **kwargs):
-        self.pickled_args = args
-
-    def __setstate__(self, state):
-        self.pickled_state = state
-
-    def __repr__(self) -> str:
-        return f"<unread {self.pickled_name}>"
-
-
-def _inert_class(full_name: str) -> type:
-    return type(full_name.rsplit(".", 1)[-1], (_InertPickledObject,), {"pickled_name": full_name})
-
-
-def _load_torch_file(path: Path) -> object:
-    """`torch.load(weights_only=True)`; non-tensor classes in the file become inert placeholders (module docstring)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as first_error:
-        try:
-            names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-        except Exception as error:
-            raise ValueError(f"{path} is not a readable torch checkpoint: {first_error}") from error
-        if not names:
-            raise ValueError(f"{path} is not a readable torch checkpoint: {first_error}") from first_error
-        logger.info("Reading %s with %d non-tensor classes as inert placeholders: %s", path, len(names), names)
-        placeholders = [(_inert_class(name), name) for name in names]
-        try:
-            with torch.serialization.safe_globals(placeholders):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(
-                f"{path} could not be read with torch.load(weights_only=True) even with its non-tensor classes "
-                f"({names}) replaced by inert placeholders: {error}"
-            ) from error
-
-
 def load_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The official-layout state dict of a GroupViT checkpoint file: the `"model"` entry of a `.pth` training
     checkpoint (or a bare state dict), or a `.safetensors` file. Strips a DDP `module.` prefix."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint file at {path}.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            checkpoint = load_file(path, device="cpu")
-        except Exception as error:
-            raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
-    else:
-        checkpoint = _load_torch_file(path)
+    checkpoint = load_state_dict_file(path, inert_non_tensor_classes=True)
     return extract_state_dict(checkpoint, source=str(path))
 
 
