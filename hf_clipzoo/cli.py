@@ -1,6 +1,7 @@
 """The `hf-clipzoo` command.
 
 hf-clipzoo bench [--preset smoke|quick|full] [--output_dir bench_out] [--seed 0] [--methods ape fff ...]
+hf-clipzoo foundations [--only clip groupvit diffusion] [--output_dir foundations] [--seed 0]
 hf-clipzoo eval --model PATH --dataset PATH --task zero-shot|retrieval|mmvp [...]
 hf-clipzoo caption --model BLIP_FOLDER --dataset PATH --output_dir OUT [--num_captions 5]
 hf-clipzoo list
@@ -24,6 +25,17 @@ def _bench(args) -> int:
     if failed:
         print(f"These methods failed (tracebacks in results.json): {', '.join(failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _foundations(args) -> int:
+    from .foundations import FOUNDATIONS_DIR, build_foundations
+
+    output_dir = args.output_dir or FOUNDATIONS_DIR
+    manifest = build_foundations(output_dir, args.work_dir, names=args.only, seed=args.seed)
+    for name, entry in manifest["foundations"].items():
+        print(f"{name}: {json.dumps(entry['validation'])}")
+    print(f"Wrote {output_dir} and its manifest.json.")
     return 0
 
 
@@ -74,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--seed", type=int, default=0, help="Seed of the world, the data order and the models.")
     bench.add_argument("--methods", nargs="+", default=None, help="Only these methods (the baseline always runs).")
     bench.set_defaults(func=_bench)
+
+    foundations = sub.add_parser(
+        "foundations", help="Train the world's starting models (CLIP, GroupViT, diffusion) from scratch and ship them."
+    )
+    foundations.add_argument("--output_dir", default=None, help="Default: the repository's foundations/ folder.")
+    foundations.add_argument("--work_dir", default="foundations_work", help="Checkpoints and logs of the runs.")
+    foundations.add_argument("--seed", type=int, default=0, help="Seed of the world and of every run.")
+    foundations.add_argument("--only", nargs="+", default=None, help="Only these foundations (clip, groupvit, ...).")
+    foundations.set_defaults(func=_foundations)
 
     evaluate = sub.add_parser("eval", help="Evaluate a saved model on a dataset.")
     evaluate.add_argument("--model", required=True, help="A saved model folder (or Hub id in the local cache).")

@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for activation memory.")
 
     add_optimization_arguments(parser)
-    add_run_arguments(parser, output_dir="runs/clip")
+    add_run_arguments(parser, output_dir="runs/clip", stoppable=True)
     args = parser.parse_args(argv)
 
     if args.dataset != "synthetic" and args.eval_split is None:
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model.train()
     running_loss, running_count = 0.0, 0
-    skipped = 0
+    skipped, stopping = 0, False
     for epoch in range(first_epoch, num_epochs):
         train_dataloader.set_epoch(epoch)
         epoch_dataloader = train_dataloader
@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
                 running_loss, running_count = 0.0, 0
             if args.eval_steps and global_step % args.eval_steps == 0 and global_step < max_train_steps:
                 accelerator.log(evaluate_image_text(args, accelerator, model, processor, data), step=global_step)
-            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+            stopping = global_step == args.stop_after_step
+            if stopping or (args.checkpointing_steps and global_step % args.checkpointing_steps == 0):
                 save_checkpoint(
                     accelerator,
                     output_dir,
@@ -245,11 +246,17 @@ def main(argv: list[str] | None = None) -> dict:
                     },
                     total_limit=args.checkpoints_total_limit,
                 )
-            if global_step >= max_train_steps:
+            if global_step >= max_train_steps or stopping:
                 break
-        if global_step >= max_train_steps:
+        if global_step >= max_train_steps or stopping:
             break
     progress.close()
+    if global_step == args.stop_after_step and global_step < max_train_steps:
+        logger.info(
+            "Stopped after step %d (--stop_after_step); resume with --resume_from_checkpoint latest.", global_step
+        )
+        accelerator.end_training()
+        return {"step": global_step, "train/loss": last_loss}
 
     # --- final evaluation, save, card, push ---
     metrics = evaluate_image_text(args, accelerator, model, processor, data)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel
@@ -38,7 +39,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from hf_clipzoo.backbones.tokenizer import load_clip_tokenizer
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
 from hf_clipzoo.models.clip import ZooCLIPModel
-from hf_clipzoo.models.diva.diffusion import DIFFUSION_PRESETS, build_diffusion
+from hf_clipzoo.models.diva.diffusion import DIFFUSION_PRESETS, build_diffusion, validation_losses
 from hf_clipzoo.training import build_optimizer, build_scheduler, check_finite
 
 logger = logging.getLogger("diva_pretrain_diffusion")
@@ -56,6 +57,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--text_hidden_size", type=int, default=64, help="Width of the trained text encoder.")
     parser.add_argument("--text_max_length", type=int, default=77, help="Tokens of the trained text encoder.")
+    parser.add_argument(
+        "--caption_column",
+        choices=("caption", "long_caption"),
+        default="caption",
+        help="The world's text the UNet is conditioned on: the short alt-text or the long description.",
+    )
+    parser.add_argument(
+        "--stop_after_step",
+        type=int,
+        default=None,
+        help="Write the weights after this many UNet steps to checkpoint-<N>/model.safetensors and exit (the schedule "
+        "still follows --max_train_steps): the early checkpoint `hf-clipzoo foundations` records.",
+    )
     parser.add_argument("--train_size", type=int, default=2048, help="World images to train on.")
     parser.add_argument("--eval_size", type=int, default=64, help="Held-out world images for the validation loss.")
     parser.add_argument("--batch_size", type=int, default=32, help="Batch size of both phases.")
@@ -72,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("resolution", "train_size", "eval_size", "batch_size", "max_train_steps", "text_max_length"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}.")
+    if args.stop_after_step is not None and not 0 < args.stop_after_step <= args.max_train_steps:
+        parser.error(f"--stop_after_step must be in [1, --max_train_steps], got {args.stop_after_step}.")
     if args.vae_train_steps < 0:
         parser.error(f"--vae_train_steps must be >= 0, got {args.vae_train_steps}.")
     return args
@@ -87,12 +103,12 @@ def images_of(rows) -> torch.Tensor:
 
 
 class Collator:
-    def __init__(self, tokenizer, max_length: int):
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def __init__(self, tokenizer, max_length: int, caption_column: str = "caption"):
+        self.tokenizer, self.max_length, self.caption_column = tokenizer, max_length, caption_column
 
     def __call__(self, rows: list[dict]) -> dict:
         ids = self.tokenizer(
-            [row["caption"] for row in rows], padding="max_length", max_length=self.max_length, truncation=True,
+            [row[self.caption_column] for row in rows], padding="max_length", max_length=self.max_length, truncation=True,
             return_tensors="pt",
         ).input_ids  # fmt: skip
         return {"images": images_of([row["image"] for row in rows]), "input_ids": ids}
@@ -114,29 +130,21 @@ def build_text_encoder(args) -> tuple[CLIPTextModel, object, bool]:
     return CLIPTextModel(config), tokenizer, True
 
 
+def save_early_weights(folder: Path, accelerator, vae, unet, text_encoder) -> None:
+    """VAE, UNet and text encoder weights in one safetensors file (`vae.` / `unet.` / `text_encoder.` prefixes)."""
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for prefix, module in (("vae", vae), ("unet", unet), ("text_encoder", text_encoder)):
+            state = accelerator.unwrap_model(module).state_dict()
+            tensors.update({f"{prefix}.{k}": v.detach().contiguous().clone() for k, v in state.items()})
+        save_file(tensors, str(folder / "model.safetensors"))
+    accelerator.wait_for_everyone()
+
+
 def infinite(loader):
     while True:
         yield from loader
-
-
-@torch.no_grad()
-def validation_losses(vae, unet, text_encoder, scheduler, loader, device, seed: int) -> dict[str, float]:
-    """ε-MSE on held-out images with their own captions and with captions of other images (shuffled): the gap
-    measures how much the UNet uses its text condition, i.e. what it learnt about the world."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    own, shuffled, count = 0.0, 0.0, 0
-    for batch in loader:
-        images, ids = batch["images"].to(device), batch["input_ids"].to(device)
-        latents = vae.encode(images * 2 - 1).latent_dist.mean * vae.config.scaling_factor
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(images),), generator=generator).to(device)
-        noise = torch.randn(latents.shape, generator=generator).to(device)
-        noisy = scheduler.add_noise(latents, noise, t)
-        text = text_encoder(ids).last_hidden_state
-        own += F.mse_loss(unet(noisy, t, encoder_hidden_states=text).sample, noise).item() * len(images)
-        other = text.roll(1, dims=0)
-        shuffled += F.mse_loss(unet(noisy, t, encoder_hidden_states=other).sample, noise).item() * len(images)
-        count += len(images)
-    return {"diffusion/val_loss": own / count, "diffusion/val_loss_shuffled_text": shuffled / count}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -153,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     with accelerator.main_process_first():
         train = make_scenes(args.train_size, split="train", config=world)
         evaluation = make_scenes(args.eval_size, split="val", config=world)
-    collate = Collator(tokenizer, max_length)
+    collate = Collator(tokenizer, max_length, args.caption_column)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True, collate_fn=collate)
     eval_loader = DataLoader(evaluation, batch_size=args.batch_size, collate_fn=collate)
     if len(loader) == 0:
@@ -223,6 +231,10 @@ def main(argv: list[str] | None = None) -> dict:
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         running.append(loss.item())
+        if step + 1 == args.stop_after_step and step + 1 < args.max_train_steps:
+            save_early_weights(output_dir / f"checkpoint-{step + 1}", accelerator, vae, unet, text_encoder)
+            logger.info("Stopped after UNet step %d (--stop_after_step).", step + 1)
+            return {"step": step + 1, "diffusion/train_loss": loss.item()}
         if (step + 1) % args.logging_steps == 0 or step + 1 == args.max_train_steps:
             last_loss = sum(running) / len(running)
             logger.info("step %d: loss %.4f", step + 1, last_loss)

@@ -35,7 +35,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from hf_clipzoo.eval.metrics import mean_iou
+from hf_clipzoo.eval.metrics import mean_iou, segmentation_confusion_matrix
+from hf_clipzoo.eval.outcomes import mean_iou_statistic, save_outcomes
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.losses.contrastive import clamp_logit_scale_
 from hf_clipzoo.models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, ZooGroupViTProcessor
@@ -87,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for activation memory.")
 
     add_optimization_arguments(parser, learning_rate=1e-3, weight_decay=0.05, num_warmup_steps=20, num_train_epochs=2)
-    add_run_arguments(parser, output_dir="runs/groupvit")
+    add_run_arguments(parser, output_dir="runs/groupvit", stoppable=True)
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
     if args.num_prompts < 0:
@@ -167,7 +168,19 @@ def evaluate_segmentation(args, model, processor, dataset) -> dict[str, float]:
         )  # fmt: skip
         references.append(np.asarray(row["semantic_mask"], dtype=np.int64))
     result = mean_iou(predictions, references, num_labels=len(SEGMENTATION_CLASSES))
-    return {"segmentation/mean_iou": result["mean_iou"], "segmentation/overall_accuracy": result["overall_accuracy"]}
+    # Per-image confusion matrices: the bench's paired bootstrap over images recomputes the dataset-level mIoU.
+    confusions = [
+        segmentation_confusion_matrix(p, r, len(SEGMENTATION_CLASSES)).ravel() for p, r in zip(predictions, references)
+    ]
+    all_background = [
+        segmentation_confusion_matrix(np.zeros_like(r), r, len(SEGMENTATION_CLASSES)).ravel() for r in references
+    ]
+    return {
+        "segmentation/confusion": confusions,
+        "segmentation/mean_iou": result["mean_iou"],
+        "segmentation/overall_accuracy": result["overall_accuracy"],
+        "segmentation/all_background_mean_iou": mean_iou_statistic(np.asarray(all_background)),
+    }
 
 
 def evaluate(args, accelerator, model, processor, data) -> dict[str, float]:
@@ -175,6 +188,9 @@ def evaluate(args, accelerator, model, processor, data) -> dict[str, float]:
     if data.evaluation is not None and "semantic_mask" in data.evaluation.column_names:
         model.eval()
         seg = evaluate_segmentation(args, accelerator.unwrap_model(model), processor, data.evaluation)
+        confusions = seg.pop("segmentation/confusion")
+        if accelerator.is_main_process:
+            save_outcomes(args.output_dir, {"segmentation/confusion": confusions})
         # Every process computes the same numbers on the same scenes (cheap at this scale); no gather needed.
         metrics.update(seg)
         model.train()
@@ -265,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model.train()
     running_loss, running_count, running_ml = 0.0, 0, 0.0
-    skipped = 0
+    skipped, stopping = 0, False
     for epoch in range(first_epoch, num_epochs):
         train_dataloader.set_epoch(epoch)
         epoch_dataloader = train_dataloader
@@ -324,7 +340,8 @@ def main(argv: list[str] | None = None) -> dict:
                 running_loss, running_count, running_ml = 0.0, 0, 0.0
             if args.eval_steps and global_step % args.eval_steps == 0 and global_step < max_train_steps:
                 accelerator.log(evaluate(args, accelerator, model, processor, data), step=global_step)
-            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+            stopping = global_step == args.stop_after_step
+            if stopping or (args.checkpointing_steps and global_step % args.checkpointing_steps == 0):
                 save_checkpoint(
                     accelerator,
                     output_dir,
@@ -339,11 +356,17 @@ def main(argv: list[str] | None = None) -> dict:
                     },
                     total_limit=args.checkpoints_total_limit,
                 )
-            if global_step >= max_train_steps:
+            if global_step >= max_train_steps or stopping:
                 break
-        if global_step >= max_train_steps:
+        if global_step >= max_train_steps or stopping:
             break
     progress.close()
+    if global_step == args.stop_after_step and global_step < max_train_steps:
+        logger.info(
+            "Stopped after step %d (--stop_after_step); resume with --resume_from_checkpoint latest.", global_step
+        )
+        accelerator.end_training()
+        return {"step": global_step, "train/loss": last_loss}
 
     # --- final evaluation, save, card, push ---
     metrics = evaluate(args, accelerator, model, processor, data)

@@ -135,6 +135,8 @@ def zero_shot_accuracy(
     results["mean_per_class_accuracy"] = float(np.nanmean(per_class))
     results["per_class_accuracy"] = per_class.tolist()
     results["num_samples"] = int(labels.shape[0])
+    # Per-sample top-1 hits, in input order: what a paired bootstrap between two models resamples.
+    results["top1_correct"] = (ranks < 1).astype(np.int64).tolist()
     return results
 
 
@@ -159,7 +161,7 @@ def retrieval_recall(
     text_to_image: Any | None = None,
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int = 1024,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Recall@k for image-to-text and text-to-image retrieval, with several captions per image.
 
     Args:
@@ -171,7 +173,8 @@ def retrieval_recall(
         chunk_size: images processed at once (bounds memory at `chunk_size * N_txt` booleans).
 
     Returns:
-        `{"image_to_text_R@k": ..., "text_to_image_R@k": ...}` for every `k` in `ks`.
+        `{"image_to_text_R@k": ..., "text_to_image_R@k": ...}` for every `k` in `ks`, and the per-query ranks
+        `"image_to_text_ranks"` / `"text_to_image_ranks"` (lists of ints).
 
     Protocol (the one of CLIP / ALBEF / open_clip's retrieval code): an image query is correct at `k` when its *best*
     ranked ground-truth caption is in the top `k`; a caption query is correct at `k` when its image is in the top `k`.
@@ -239,6 +242,9 @@ def retrieval_recall(
         results[f"image_to_text_R@{k}"] = float((i2t_ranks < k).double().mean())
     for k in ks:
         results[f"text_to_image_R@{k}"] = float((t2i_ranks < k).double().mean())
+    # Per-query ranks (0 = the positive is first), in query order: what a paired bootstrap resamples.
+    results["image_to_text_ranks"] = i2t_ranks.cpu().tolist()
+    results["text_to_image_ranks"] = t2i_ranks.cpu().tolist()
     return results
 
 

@@ -37,8 +37,9 @@ def add_optimization_arguments(
     return optim
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str):
-    """Logging, evaluation, checkpointing, resuming, precision and Hub flags."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str, stoppable: bool = False):
+    """Logging, evaluation, checkpointing, resuming, precision and Hub flags; `--stop_after_step` for the scripts
+    whose loop implements it (`stoppable`)."""
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default=output_dir, help="Where checkpoints, logs and the final model go.")
     run.add_argument("--logging_steps", type=int, default=10, help="Log the training loss every N steps.")
@@ -48,6 +49,15 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str):
     )
     run.add_argument("--checkpoints_total_limit", type=int, default=2, help="Keep at most this many checkpoints.")
     run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder.")
+    if stoppable:
+        run.add_argument(
+            "--stop_after_step",
+            type=int,
+            default=None,
+            help="Save a checkpoint at this optimiser step and exit without the final evaluation (the schedule still "
+            "follows --max_train_steps): to split a run into sessions with --resume_from_checkpoint latest, or to "
+            "reproduce a run's early checkpoint.",
+        )
     run.add_argument("--report_to", default="jsonl", help="jsonl (always on), tensorboard, wandb or all.")
     run.add_argument(
         "--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="Overrides accelerate config."
@@ -65,8 +75,8 @@ def check_shared_arguments(parser: argparse.ArgumentParser, args: argparse.Names
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "logging_steps"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}.")
-    for name in ("max_train_steps", "eval_steps", "checkpointing_steps"):
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
+    for name in ("max_train_steps", "eval_steps", "checkpointing_steps", "stop_after_step"):
+        if getattr(args, name, None) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name} must be positive when given, got {getattr(args, name)}.")
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, got {args.learning_rate}.")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import datasets
 
 from ..data.loading import load_image_text_dataset
+from ..eval.outcomes import save_outcomes
 from ..eval.retrieval import evaluate_retrieval
 from ..eval.zero_shot import evaluate_zero_shot
 
@@ -41,6 +42,12 @@ def add_image_text_data_arguments(parser: argparse.ArgumentParser, *, caption_co
     data.add_argument("--synthetic_eval_size", type=int, default=512, help="Images in the synthetic evaluation split.")
     data.add_argument(
         "--synthetic_classes_per_split", type=int, default=10, help="Images per class for zero-shot eval."
+    )
+    data.add_argument(
+        "--synthetic_eval_split",
+        choices=("val", "test"),
+        default="test",
+        help="Held-out split of the embedded world to evaluate on: 'val' while choosing hyper-parameters, 'test' once.",
     )
     data.add_argument("--resolution", type=int, default=None, help="Image size (default: the model's).")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
@@ -72,8 +79,9 @@ def load_image_text_data(
         # Every process builds the same (deterministic) world; the main process first so any caching happens once.
         with accelerator.main_process_first():
             train = make_scenes(args.synthetic_train_size, split="train", config=world)
-            evaluation = make_scenes(args.synthetic_eval_size, split="test", config=world)
-            classification = make_classification(args.synthetic_classes_per_split, split="test", config=world)
+            eval_split = getattr(args, "synthetic_eval_split", "test")
+            evaluation = make_scenes(args.synthetic_eval_size, split=eval_split, config=world)
+            classification = make_classification(args.synthetic_classes_per_split, split=eval_split, config=world)
         zero_shot = {
             "dataset": classification,
             "class_names": classification.features["label"].names,
@@ -104,9 +112,14 @@ def load_image_text_data(
 
 
 def evaluate_image_text(args, accelerator, model, processor, data: ImageTextData) -> dict[str, float]:
-    """Retrieval on the held-out captions and, on the embedded world, zero-shot classification."""
+    """Retrieval on the held-out captions and, on the embedded world, zero-shot classification.
+
+    The per-item outcomes (retrieval ranks, zero-shot hits) go to `<output_dir>/eval_outcomes.json`, so that the
+    bench can compare two runs on the same items with a paired bootstrap.
+    """
     model.eval()
     metrics: dict[str, float] = {}
+    outcomes: dict[str, list] = {}
     unwrapped = accelerator.unwrap_model(model)
     if data.evaluation is not None:
         result = evaluate_retrieval(
@@ -114,12 +127,17 @@ def evaluate_image_text(args, accelerator, model, processor, data: ImageTextData
             caption_column=args.eval_caption_column or args.caption_column, accelerator=accelerator,
         )  # fmt: skip
         metrics.update({f"retrieval/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+        outcomes["retrieval/image_to_text_ranks"] = result["image_to_text_ranks"]
+        outcomes["retrieval/text_to_image_ranks"] = result["text_to_image_ranks"]
     if data.zero_shot is not None:
         result = evaluate_zero_shot(
             unwrapped, processor, data.zero_shot["dataset"], class_names=data.zero_shot["class_names"],
             templates=data.zero_shot["templates"], accelerator=accelerator,
         )  # fmt: skip
         metrics.update({f"zero_shot/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+        outcomes["zero_shot/top1_correct"] = result["top1_correct"]
+    if outcomes and accelerator.is_main_process:
+        save_outcomes(args.output_dir, outcomes)
     model.train()
     return metrics
 

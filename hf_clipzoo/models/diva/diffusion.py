@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
@@ -143,8 +144,69 @@ def check_prompt(prompt, allow_empty: bool = False) -> str:
     return prompt
 
 
+@torch.no_grad()
+def validation_losses(vae, unet, text_encoder, scheduler, loader, device, seed: int) -> dict[str, float]:
+    """ε-MSE on held-out images with their own captions and with captions of other images (shuffled): the gap
+    measures how much the UNet uses its text condition, i.e. what it learnt about the world."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    own, shuffled, count = 0.0, 0.0, 0
+    for batch in loader:
+        images, ids = batch["images"].to(device), batch["input_ids"].to(device)
+        latents = vae.encode(images * 2 - 1).latent_dist.mean * vae.config.scaling_factor
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(images),), generator=generator).to(device)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        noisy = scheduler.add_noise(latents, noise, t)
+        text = text_encoder(ids).last_hidden_state
+        own += torch.nn.functional.mse_loss(unet(noisy, t, encoder_hidden_states=text).sample, noise).item() * len(
+            images
+        )
+        other = text.roll(1, dims=0)
+        shuffled += torch.nn.functional.mse_loss(
+            unet(noisy, t, encoder_hidden_states=other).sample, noise
+        ).item() * len(images)
+        count += len(images)
+    return {"diffusion/val_loss": own / count, "diffusion/val_loss_shuffled_text": shuffled / count}
+
+
+def validate_diffusion_folder(
+    path: str | Path, *, seed: int = 0, caption_column: str = "caption", eval_size: int = 256, batch_size: int = 32
+) -> dict[str, float]:
+    """`validation_losses` of a saved world diffusion folder on the world's val scenes (image size from its
+    `diva_diffusion.json`), in float32 whatever the stored dtype."""
+    from torch.utils.data import DataLoader
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    from ...data.synthetic import WorldConfig, make_scenes
+
+    path = Path(path)
+    vae, unet, scheduler, extras = load_diffusion_folder(path, torch_dtype=torch.float32)
+    text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
+    size = extras.get("image_size", unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1))
+    scenes = make_scenes(eval_size, split="val", config=WorldConfig(seed=seed, image_size=size))
+    max_length = text_encoder.config.max_position_embeddings
+
+    def collate(rows):
+        images = torch.stack(
+            [
+                torch.from_numpy(np.asarray(r["image"].convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+                for r in rows
+            ]
+        )
+        ids = tokenizer(
+            [r[caption_column] for r in rows], padding="max_length", max_length=max_length, truncation=True,
+            return_tensors="pt",
+        ).input_ids  # fmt: skip
+        return {"images": images, "input_ids": ids}
+
+    loader = DataLoader(scenes, batch_size=batch_size, collate_fn=collate)
+    return validation_losses(vae.eval(), unet.eval(), text_encoder, scheduler, loader, torch.device("cpu"), seed)
+
+
 __all__ = [
     "DIFFUSION_PRESETS",
+    "validate_diffusion_folder",
+    "validation_losses",
     "build_diffusion",
     "build_scheduler",
     "build_unet",

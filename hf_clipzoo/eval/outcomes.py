@@ -1,0 +1,114 @@
+"""Per-item evaluation outcomes, saved next to a run, and the paired bootstrap that compares two runs with them.
+
+A bench claim ("method beats its control") is a difference of two metrics measured on the *same* test items (the
+same held-out images, captions, MMVP pairs or few-shot episodes). Resampling the items with replacement and
+recomputing both metrics on each resample gives a 95% interval for the difference that accounts for the test set's
+size and for the pairing (Efron & Tibshirani, *An Introduction to the Bootstrap*, ch. 13, percentile interval). It
+does not cover training noise (seeds); the bench says which interval each claim uses.
+
+Scripts write `eval_outcomes.json` into their `--output_dir` (one list per outcome, item order fixed by the seeded
+test split); `load_outcomes` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metrics import mean_iou_from_confusion_matrix
+
+OUTCOMES_FILE = "eval_outcomes.json"
+
+
+def save_outcomes(output_dir: str | Path, outcomes: dict[str, Any]) -> Path:
+    """Merge `outcomes` (name -> per-item values: 0/1 hits, per-episode accuracies, per-image confusion matrices)
+    into `<output_dir>/eval_outcomes.json`; later calls overwrite earlier values of the same name."""
+    path = Path(output_dir) / OUTCOMES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    for name, values in outcomes.items():
+        array = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float64)
+        if array.ndim == 0 or array.shape[0] == 0:
+            raise ValueError(f"Outcome {name!r} must be a non-empty per-item sequence, got shape {array.shape}.")
+        if not np.isfinite(array).all():
+            raise ValueError(f"Outcome {name!r} has non-finite values.")
+        existing[name] = array.tolist()
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(existing) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_outcomes(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The outcomes a run saved (`{}` when it saved none)."""
+    path = Path(run_dir) / OUTCOMES_FILE
+    if not path.exists():
+        return {}
+    return {name: np.asarray(values, dtype=np.float64) for name, values in json.loads(path.read_text()).items()}
+
+
+def mean_iou_statistic(confusions: np.ndarray) -> float:
+    """Dataset-level mIoU of per-image confusion matrices `(n, C, C)` (or flattened `(n, C*C)`), summed over images
+    as `hf_clipzoo.eval.metrics.mean_iou` does."""
+    total = confusions.sum(axis=0)
+    side = int(round(math.sqrt(total.size)))
+    return mean_iou_from_confusion_matrix(total.reshape(side, side))["mean_iou"]
+
+
+def paired_bootstrap(
+    method: Any,
+    control: Any,
+    *,
+    statistic: Callable[[np.ndarray], float] = lambda values: float(values.mean()),
+    num_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Difference `statistic(method) - statistic(control)` with a paired percentile bootstrap interval.
+
+    Args:
+        method, control: per-item outcomes of the two runs on the same items, in the same order (first axis = items).
+        statistic: the metric computed from a (resampled) array of outcomes; the mean by default (accuracy from 0/1
+            hits, mean episode accuracy), `mean_iou_statistic` for per-image confusion matrices.
+        num_resamples: bootstrap resamples.
+        confidence: the interval's coverage.
+        seed: seed of the resampling (fixed, so the report is deterministic).
+
+    Returns:
+        `{"method", "control", "difference", "low", "high", "num_items", "num_resamples"}`.
+    """
+    method, control = np.asarray(method, dtype=np.float64), np.asarray(control, dtype=np.float64)
+    if method.shape != control.shape:
+        raise ValueError(
+            f"Paired outcomes must have the same shape (the same test items): got {method.shape} and {control.shape}."
+        )
+    if method.ndim == 0 or method.shape[0] < 2:
+        raise ValueError(f"A bootstrap needs at least 2 items, got shape {method.shape}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence}.")
+    rng = np.random.default_rng(seed)
+    n = method.shape[0]
+    differences = np.empty(num_resamples)
+    for index in range(num_resamples):
+        sample = rng.integers(0, n, size=n)
+        differences[index] = statistic(method[sample]) - statistic(control[sample])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(differences, [tail, 1 - tail])
+    method_value, control_value = statistic(method), statistic(control)
+    return {
+        "method": method_value,
+        "control": control_value,
+        "difference": method_value - control_value,
+        "low": float(low),
+        "high": float(high),
+        "num_items": n,
+        "num_resamples": num_resamples,
+    }
+
+
+__all__ = ["OUTCOMES_FILE", "load_outcomes", "mean_iou_statistic", "paired_bootstrap", "save_outcomes"]
