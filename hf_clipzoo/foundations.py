@@ -54,107 +54,60 @@ class FoundationSpec:
     description: str = ""
 
 
-# The embedded world every foundation sees, with validation on the world's *val* split (the test split is the bench's).
+# The embedded world every foundation sees, validated on the world's *val* split (the test split is the bench's).
 _WORLD = (
-    "--synthetic_train_size", "16384", "--synthetic_eval_size", "512", "--synthetic_classes_per_split", "10",
-    "--synthetic_eval_split", "val", "--eval_caption_column", "long_caption",
-)  # fmt: skip
+    "--synthetic_train_size 16384 --synthetic_eval_size 512 --synthetic_classes_per_split 10 "
+    "--synthetic_eval_split val --eval_caption_column long_caption "
+)
 _IMAGE_TEXT_VALIDATION = (
-    "zero_shot/top1_accuracy", "zero_shot/top5_accuracy",
-    "retrieval/image_to_text_R@1", "retrieval/text_to_image_R@1",
-)  # fmt: skip
+    "zero_shot/top1_accuracy",
+    "zero_shot/top5_accuracy",
+    "retrieval/image_to_text_R@1",
+    "retrieval/text_to_image_R@1",
+)
 
 FOUNDATIONS: dict[str, FoundationSpec] = {
     "clip": FoundationSpec(
         name="clip",
         script="clip",
-        argv=(
-            *_WORLD,
-            "--model_preset",
-            "world-tiny",
-            "--loss_type",
-            "softmax",
-            "--per_device_train_batch_size",
-            "256",
-            "--learning_rate",
-            "1.5e-3",
-            "--num_warmup_steps",
-            "100",
-            "--max_train_steps",
-            "1400",
-            "--logging_steps",
-            "20",
-            "--eval_steps",
-            "350",
-            "--checkpointing_steps",
-            "200",
-            "--checkpoints_total_limit",
-            "1",
-        ),  # fmt: skip
+        argv=tuple(
+            (
+                _WORLD + "--model_preset world-tiny --loss_type softmax --per_device_train_batch_size 256 "
+                "--learning_rate 1.5e-3 --num_warmup_steps 80 --max_train_steps 900 --logging_steps 20 "
+                "--eval_steps 300 --checkpointing_steps 100 --checkpoints_total_limit 1"
+            ).split()
+        ),
         validation_metrics=_IMAGE_TEXT_VALIDATION,
         description="CLIP (InfoNCE) baseline, world-tiny towers, trained on the world's short alt-text captions.",
     ),
     "groupvit": FoundationSpec(
         name="groupvit",
         script="groupvit",
-        argv=(
-            *_WORLD,
-            "--model_preset",
-            "world-tiny",
-            "--per_device_train_batch_size",
-            "128",
-            "--learning_rate",
-            "1e-3",
-            "--num_warmup_steps",
-            "100",
-            "--max_train_steps",
-            "1200",
-            "--logging_steps",
-            "20",
-            "--eval_steps",
-            "400",
-            "--num_segmentation_eval_images",
-            "64",
-            "--checkpointing_steps",
-            "200",
-            "--checkpoints_total_limit",
-            "1",
-        ),  # fmt: skip
+        argv=tuple(
+            (
+                _WORLD + "--model_preset world-tiny --per_device_train_batch_size 128 --learning_rate 1e-3 "
+                "--num_warmup_steps 60 --max_train_steps 600 --logging_steps 20 --eval_steps 300 "
+                "--num_segmentation_eval_images 64 --checkpointing_steps 100 --checkpoints_total_limit 1"
+            ).split()
+        ),
         validation_metrics=(
             *_IMAGE_TEXT_VALIDATION,
             "segmentation/mean_iou",
             "segmentation/all_background_mean_iou",
             "segmentation/overall_accuracy",
-        ),  # fmt: skip
+        ),
         description="GroupViT (image-text + multi-label losses) from scratch, world-tiny towers.",
     ),
     "diffusion": FoundationSpec(
         name="diffusion",
         script="diva_pretrain_diffusion",
-        argv=(
-            "--preset",
-            "micro",
-            "--resolution",
-            "32",
-            "--caption_column",
-            "long_caption",
-            "--train_size",
-            "8192",
-            "--eval_size",
-            "256",
-            "--batch_size",
-            "32",
-            "--vae_train_steps",
-            "400",
-            "--max_train_steps",
-            "3000",
-            "--learning_rate",
-            "5e-4",
-            "--num_warmup_steps",
-            "100",
-            "--logging_steps",
-            "100",
-        ),  # fmt: skip
+        argv=tuple(
+            (
+                "--preset micro --resolution 32 --caption_column long_caption --train_size 8192 --eval_size 256 "
+                "--batch_size 32 --vae_train_steps 300 --max_train_steps 1200 --learning_rate 5e-4 "
+                "--num_warmup_steps 60 --logging_steps 100"
+            ).split()
+        ),
         validation_metrics=(
             "diffusion/val_loss",
             "diffusion/val_loss_shuffled_text",

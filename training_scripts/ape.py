@@ -43,6 +43,7 @@ from transformers import AutoModel, AutoProcessor
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.data.synthetic import WorldConfig
 from hf_clipzoo.data.synthetic.classification import CLASSIFICATION_TEMPLATES, make_classification
+from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.models.ape import APEModel, APETModel, TipAdapterFModel, TipAdapterModel
 from hf_clipzoo.models.ape.building import (
     accuracy,
@@ -50,11 +51,12 @@ from hf_clipzoo.models.ape.building import (
     build_adapter,
     build_cache,
     build_text_weights,
+    correct_predictions,
     encode_dataset,
     encoder_image_size,
     sample_few_shot,
     search_hyperparameters,
-    zero_shot_accuracy,
+    zero_shot_correct,
 )
 from hf_clipzoo.training import (
     across_processes,
@@ -356,8 +358,10 @@ def load_encoder(path: str):
 
 
 def evaluate(model, search_args, val, test) -> dict:
+    """Search α, β (γ) on val, then score test once; `test_correct` holds the per-image hits (for the bench)."""
     search = search_hyperparameters(model, *val, **search_args)
-    return {**search, "test_accuracy": accuracy(model, *test)}
+    correct = correct_predictions(model, *test)
+    return {**search, "test_accuracy": float(correct.float().mean()), "test_correct": correct.int().tolist()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -411,7 +415,9 @@ def main(argv: list[str] | None = None) -> dict:
     num_channels = args.num_refined_channels or max(1, dim // 2)
 
     metrics: dict = {"shots": args.shots, "num_classes": len(class_names)}
-    metrics["zero_shot/test_accuracy"] = zero_shot_accuracy(text_weights, *test_data)
+    zero_shot_hits = zero_shot_correct(text_weights, *test_data)
+    metrics["zero_shot/test_accuracy"] = float(zero_shot_hits.float().mean())
+    outcomes = {"zero_shot/test_correct": zero_shot_hits.int().tolist()}
     adapters = {}
     adapters["tip_adapter"] = build_adapter(TipAdapterModel, encoder, **common)
     adapters["ape"] = build_adapter(
@@ -424,6 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     for name in ("tip_adapter", "ape"):
         result = evaluate(adapters[name], search_tip if name == "tip_adapter" else search_ape, val_data, test_data)
+        outcomes[f"{name}/test_correct"] = result.pop("test_correct")
         metrics.update({f"{name}/{k}": v for k, v in result.items()})
 
     trained = []
@@ -444,10 +451,14 @@ def main(argv: list[str] | None = None) -> dict:
         outcome = train_adapter(args, accelerator, model, name, few_shot, processor, *val_data)
         adapters[name] = outcome.pop("model")
         metrics.update({f"{name}/{k}": v for k, v in outcome.items()})
-        metrics.update({f"{name}/{k}": v for k, v in evaluate(adapters[name], search, val_data, test_data).items()})
+        result = evaluate(adapters[name], search, val_data, test_data)
+        outcomes[f"{name}/test_correct"] = result.pop("test_correct")
+        metrics.update({f"{name}/{k}": v for k, v in result.items()})
     for name, model in adapters.items():
         metrics[f"{name}/trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     accelerator.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=0)
+    if accelerator.is_main_process:
+        save_outcomes(output_dir, outcomes)
 
     main_name = "ape_t" if args.train else "ape"
     save_final_model(

@@ -59,6 +59,7 @@ from hf_clipzoo.data.synthetic.videos import ACTION_CLASSES, make_action_videos
 from hf_clipzoo.data.video import preprocess_videos
 from hf_clipzoo.eval.few_shot import otam_distance
 from hf_clipzoo.eval.metrics import episode_accuracy_with_ci
+from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor
 from hf_clipzoo.training import (
@@ -250,7 +251,11 @@ def evaluate_split(args, accelerator, model, processor, split_data, shot: int, n
     accuracies = accelerator.reduce(accuracies, "sum")  # every episode was scored by exactly one process
     unwrapped.train(was_training)
     summary = episode_accuracy_with_ci(accuracies.cpu().numpy(), z=1.96, ddof=1)
-    return {"accuracy": summary["accuracy"], "ci95": summary["confidence_interval"]}
+    return {
+        "accuracy": summary["accuracy"],
+        "ci95": summary["confidence_interval"],
+        "per_episode": accuracies.cpu().tolist(),
+    }
 
 
 # --- main -----------------------------------------------------------------------------------------------------
@@ -393,6 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
     if meter.steps:  # a run resumed at its last step trains nothing
         metrics["train/step_seconds"] = meter.step_seconds * accumulation
         metrics["train/peak_memory_mb"] = across_processes(accelerator, meter.peak_mib, "max")
+    outcomes = {}
     for shot in args.test_shots:
         # A different seed per shot count, and never one used for val.
         result = evaluate_split(
@@ -400,6 +406,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
         metrics[f"test/{args.way}way_{shot}shot_accuracy"] = result["accuracy"]
         metrics[f"test/{args.way}way_{shot}shot_ci95"] = result["ci95"]
+        outcomes[f"test/{args.way}way_{shot}shot_episode_accuracy"] = result["per_episode"]
+    if accelerator.is_main_process:
+        save_outcomes(output_dir, outcomes)
     accelerator.log(metrics, step=global_step)
     accelerator.wait_for_everyone()
     final_dir = output_dir / "final"

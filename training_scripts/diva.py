@@ -42,6 +42,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.eval.mmvp import evaluate_mmvp
+from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel, ZooCLIPProcessor
 from hf_clipzoo.models.diva import DivaConfig, DivaModel
@@ -285,7 +286,9 @@ def evaluate_clip(
         result = evaluate_mmvp(mmvp_model, processor, pairs, statement_template=template, accelerator=accelerator)
         metrics[f"mmvp/{prefix}/average_accuracy"] = result["average_accuracy"]
         metrics[f"mmvp/{prefix}/pair_accuracy"] = result["pair_accuracy"]
-    for key, value in evaluate_image_text(args, accelerator, clip, processor, data).items():
+        if accelerator.is_main_process:
+            save_outcomes(args.output_dir, {f"mmvp/{prefix}/pair_correct": result["pair_correct"]})
+    for key, value in evaluate_image_text(args, accelerator, clip, processor, data, outcomes_prefix=prefix).items():
         metrics[key.replace("/", f"/{prefix}/", 1)] = value
     clip.eval()
     return metrics

@@ -35,6 +35,7 @@ from transformers import AutoProcessor
 from hf_clipzoo.data.episodes import EpisodeSampler
 from hf_clipzoo.data.synthetic.videos import ACTION_CLASSES, make_action_videos
 from hf_clipzoo.eval.few_shot import evaluate_episodes
+from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
@@ -230,10 +231,17 @@ def main(argv=None) -> dict:
         "val/accuracy": best["val_accuracy"],
         "val/best_step": best["step"],
     }
+    outcomes = {}
     for shot in args.test_shots:
-        result = evaluate(unwrapped, splits["meta_test"], args, shot, args.test_episodes, args.seed + 2, device)
+        # The test episodes of clip_fsar.py (same seed rule), so the two methods are compared on the same episodes.
+        result = evaluate(
+            unwrapped, splits["meta_test"], args, shot, args.test_episodes, args.seed + 100 + shot, device
+        )
         metrics[f"test/{args.way}way_{shot}shot_accuracy"] = result["accuracy"]
         metrics[f"test/{args.way}way_{shot}shot_ci95"] = result["ci95"]
+        outcomes[f"test/{args.way}way_{shot}shot_episode_accuracy"] = result["per_episode"]
+    if accelerator.is_main_process:
+        save_outcomes(output_dir, outcomes)
 
     final = output_dir / "final"
     if accelerator.is_main_process:

@@ -137,7 +137,8 @@ def evaluate_episodes(
         episodes: an iterable of `Episode`, e.g. ``EpisodeSampler(..., num_episodes=10_000)`` (finite).
 
     Returns:
-        ``{"accuracy": mean accuracy in [0, 1], "ci95": half-width in [0, 1], "num_episodes": n}``.
+        ``{"accuracy": mean accuracy in [0, 1], "ci95": half-width in [0, 1], "num_episodes": n,
+        "per_episode": [n accuracies]}``.
 
     Raises:
         ValueError: an infinite sampler, no episodes, or predictions of the wrong shape.
@@ -161,12 +162,13 @@ def evaluate_episodes(
     if any(math.isnan(acc) for acc in accuracies):
         raise ValueError("An episode has no queries (query=0): its accuracy is undefined.")
     if len(accuracies) == 1:
-        return {"accuracy": accuracies[0], "ci95": float("nan"), "num_episodes": 1}
+        return {"accuracy": accuracies[0], "ci95": float("nan"), "num_episodes": 1, "per_episode": accuracies}
     summary = episode_accuracy_with_ci(np.asarray(accuracies), z=1.96, ddof=1)
     return {
         "accuracy": summary["accuracy"],
         "ci95": summary["confidence_interval"],
         "num_episodes": summary["num_episodes"],
+        "per_episode": accuracies,
     }
 
 

@@ -445,6 +445,7 @@ def mmvp_pair_accuracy(scores: Any, categories: Sequence[str], category_order: S
         "average_accuracy": float(np.mean(list(per_category.values()))),
         "pair_accuracy": float(correct.mean()),
         "num_pairs": int(scores.shape[0]),
+        "pair_correct": correct.astype(np.int64).tolist(),
     }
 
 

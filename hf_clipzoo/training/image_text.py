@@ -111,12 +111,16 @@ def load_image_text_data(
     return ImageTextData(train=train, evaluation=evaluation, zero_shot=zero_shot)
 
 
-def evaluate_image_text(args, accelerator, model, processor, data: ImageTextData) -> dict[str, float]:
+def evaluate_image_text(
+    args, accelerator, model, processor, data: ImageTextData, outcomes_prefix: str = ""
+) -> dict[str, float]:
     """Retrieval on the held-out captions and, on the embedded world, zero-shot classification.
 
     The per-item outcomes (retrieval ranks, zero-shot hits) go to `<output_dir>/eval_outcomes.json`, so that the
-    bench can compare two runs on the same items with a paired bootstrap.
+    bench can compare two runs on the same items with a paired bootstrap; `outcomes_prefix` keeps several
+    evaluations of one run apart (`zero_shot/<prefix>/top1_correct`).
     """
+    tag = f"/{outcomes_prefix}" if outcomes_prefix else ""
     model.eval()
     metrics: dict[str, float] = {}
     outcomes: dict[str, list] = {}
@@ -127,15 +131,15 @@ def evaluate_image_text(args, accelerator, model, processor, data: ImageTextData
             caption_column=args.eval_caption_column or args.caption_column, accelerator=accelerator,
         )  # fmt: skip
         metrics.update({f"retrieval/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
-        outcomes["retrieval/image_to_text_ranks"] = result["image_to_text_ranks"]
-        outcomes["retrieval/text_to_image_ranks"] = result["text_to_image_ranks"]
+        outcomes[f"retrieval{tag}/image_to_text_ranks"] = result["image_to_text_ranks"]
+        outcomes[f"retrieval{tag}/text_to_image_ranks"] = result["text_to_image_ranks"]
     if data.zero_shot is not None:
         result = evaluate_zero_shot(
             unwrapped, processor, data.zero_shot["dataset"], class_names=data.zero_shot["class_names"],
             templates=data.zero_shot["templates"], accelerator=accelerator,
         )  # fmt: skip
         metrics.update({f"zero_shot/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
-        outcomes["zero_shot/top1_correct"] = result["top1_correct"]
+        outcomes[f"zero_shot{tag}/top1_correct"] = result["top1_correct"]
     if outcomes and accelerator.is_main_process:
         save_outcomes(args.output_dir, outcomes)
     model.train()

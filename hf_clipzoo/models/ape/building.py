@@ -526,26 +526,40 @@ def search_hyperparameters(
 
 
 @torch.no_grad()
-def accuracy(model: CacheAdapterPreTrainedModel, embeds: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy of the adapter (stored α, β, γ) on precomputed features."""
+def correct_predictions(
+    model: CacheAdapterPreTrainedModel, embeds: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample top-1 hits (bool) of the adapter (stored α, β, γ) on precomputed features."""
     was_training = model.training
     model.eval()
     device = model.text_weights.device
     logits = model.compute_logits(model._check_image_embeds(embeds.to(device)))
     model.train(was_training)
-    return float((logits.argmax(dim=-1) == labels.to(device)).float().mean())
+    return logits.argmax(dim=-1) == labels.to(device)
+
+
+def accuracy(model: CacheAdapterPreTrainedModel, embeds: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy of the adapter (stored α, β, γ) on precomputed features."""
+    return float(correct_predictions(model, embeds, labels).float().mean())
+
+
+def zero_shot_correct(text_weights: torch.Tensor, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample top-1 hits (bool) of the zero-shot classifier `W` alone."""
+    logits = F.normalize(embeds.float(), dim=-1) @ text_weights.to(embeds.device).t()
+    return logits.argmax(dim=-1) == labels.to(embeds.device)
 
 
 def zero_shot_accuracy(text_weights: torch.Tensor, embeds: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy of the zero-shot classifier `W` alone."""
-    logits = F.normalize(embeds.float(), dim=-1) @ text_weights.to(embeds.device).t()
-    return float((logits.argmax(dim=-1) == labels.to(embeds.device)).float().mean())
+    return float(zero_shot_correct(text_weights, embeds, labels).float().mean())
 
 
 __all__ = [
     "DEFAULT_SEARCH_SCALE",
     "DEFAULT_SEARCH_STEPS",
     "accuracy",
+    "correct_predictions",
+    "zero_shot_correct",
     "augment_image",
     "build_adapter",
     "build_cache",
