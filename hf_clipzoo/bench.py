@@ -1,14 +1,19 @@
-"""`hf-clipzoo bench`: train the baseline on the embedded world, run every implemented method from it, report.
+"""`hf-clipzoo bench`: every method from the shipped world foundations, each paper's claims measured, one report.
 
-The bench calls the same training scripts users run (`training_scripts/<method>.py`, through their `main(argv)`),
-with a budget set by a preset, and writes into the output folder:
-- `results.json` — every number, per method, row and metric, plus the preset and timings;
-- `results.md` — the same as tables; methods that are not implemented are listed as missing, failures as failed;
-- `plots/*.png` — learning curves and one bar chart per shared metric (methods add their own plots).
-Nothing in the report is typed in: every value comes from the runs' own evaluation.
+The bench starts from the foundations in `foundations/` (CLIP, GroupViT, the diffusion model; `hf-clipzoo
+foundations` makes them, `--from_scratch` retrains them first), evaluates them on the world's test split, and runs
+each method through the same training scripts users run (`training_scripts/<method>.py`, via their `main(argv)`)
+with a budget set by a preset. It writes into the output folder, after every method (a run stopped part-way leaves
+the report of what finished):
+- `results.json` — the claims, every number per method, row and metric, the preset and timings;
+- `results.md` — the claims table first, then one table per method;
+- `plots/*.png` — the claims with their intervals, each method against its control, learning curves.
+Nothing in the report is typed in: every value comes from the runs' own evaluation on the test split, and every
+claim's interval from the per-item outcomes the runs saved (`hf_clipzoo.eval.outcomes`).
 
-Adding a method: write `@bench_entry("<method>")` function below that runs `training_scripts/<method>.py` from the
-baseline (`context.baseline_dir`) with the preset's budget and returns its rows (`run_script` does the bookkeeping).
+Adding a method: write a `@bench_entry("<method>")` function that runs `training_scripts/<method>.py` from a
+foundation with the preset's budget and returns its rows (`run_script` does the bookkeeping), and a
+`@claims_for("<method>")` function that turns the rows into claim rows (`claim_row`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .data.fashion_mnist import fashion_mnist_root
+from .eval.outcomes import load_outcomes, mean_iou_statistic, paired_bootstrap, save_outcomes
+from .foundations import FOUNDATIONS_DIR
 from .registry import PLANNED_METHODS, list_methods
 
 logger = logging.getLogger(__name__)
@@ -34,56 +41,75 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "training_scripts"
 
 @dataclass(frozen=True)
 class BenchPreset:
-    """The budget of one bench run (shared by every method, so comparisons are at equal cost)."""
+    """The budget of one bench run (shared by every method, so comparisons are at equal cost).
+
+    The image-text methods fine-tune the shipped CLIP foundation (`foundations/clip`) for `method_steps` steps at
+    `learning_rate`; GroupViT fine-tunes its foundation with and without the multi-label loss for `groupvit_steps`;
+    DIVA post-trains for `diva_steps` through the shipped diffusion model; the few-shot video methods train for
+    `episodic_steps` episodic steps. SigLIP (not shipped) trains from scratch for `siglip_steps` when asked for.
+    """
 
     train_size: int
     eval_size: int
     classes_per_split: int
-    max_train_steps: int
     batch_size: int
-    model_preset: str
     learning_rate: float
-    eval_steps: int | None
-    warmup_steps: int
-    # Method budgets: fine-tuning steps from the baseline, shots for few-shot classification, episodes.
     method_steps: int
+    groupvit_steps: int
+    diva_steps: int
+    episodic_steps: int
     shots: tuple[int, ...]
     test_episodes: int
+    mmvp_pairs: int
+    segmentation_images: int
+    siglip_steps: int
+    model_preset: str
 
 
 PRESETS = {
-    # Exercised by the test suite: proves the pipeline end to end, not the numbers.
+    # Exercised by the test suite: proves the pipeline end to end (from the shipped foundations), not the numbers.
     "smoke": BenchPreset(
-        train_size=128, eval_size=64, classes_per_split=2, max_train_steps=6, batch_size=32,
-        model_preset="world-micro", learning_rate=5e-4, eval_steps=None, warmup_steps=2,
-        method_steps=4, shots=(1, 2), test_episodes=20,
+        train_size=128, eval_size=64, classes_per_split=2, batch_size=32, learning_rate=1e-4, method_steps=4,
+        groupvit_steps=4, diva_steps=4, episodic_steps=2, shots=(1, 2), test_episodes=20, mmvp_pairs=20,
+        segmentation_images=4, siglip_steps=6, model_preset="world-micro",
     ),
-    # The README default: everything implemented in about 15 minutes on 2 CPU cores.
+    # The README default: every claim measured in about 20 minutes on 2 CPU cores.
     "quick": BenchPreset(
-        train_size=8192, eval_size=512, classes_per_split=10, max_train_steps=300, batch_size=64,
-        model_preset="world-tiny", learning_rate=5e-4, eval_steps=None, warmup_steps=30,
-        method_steps=60, shots=(1, 4, 16), test_episodes=200,
+        train_size=8192, eval_size=512, classes_per_split=10, batch_size=64, learning_rate=2e-4, method_steps=150,
+        groupvit_steps=100, diva_steps=80, episodic_steps=30, shots=(1, 4, 16), test_episodes=300, mmvp_pairs=300,
+        segmentation_images=64, siglip_steps=300, model_preset="world-tiny",
     ),
-    # A GPU budget: bigger towers, longer schedules.
+    # A GPU budget: longer schedules, more test items.
     "full": BenchPreset(
-        train_size=100_000, eval_size=2000, classes_per_split=50, max_train_steps=20_000, batch_size=256,
-        model_preset="world-small", learning_rate=5e-4, eval_steps=2000, warmup_steps=1000,
-        method_steps=5000, shots=(1, 2, 4, 8, 16), test_episodes=10_000,
+        train_size=100_000, eval_size=2000, classes_per_split=50, batch_size=256, learning_rate=2e-4,
+        method_steps=5000, groupvit_steps=5000, diva_steps=2000, episodic_steps=2000, shots=(1, 2, 4, 8, 16),
+        test_episodes=10_000, mmvp_pairs=1000, segmentation_images=500, siglip_steps=20_000,
+        model_preset="world-small",
     ),
 }  # fmt: skip
 
 
 @dataclass
 class BenchContext:
-    """What a method's bench entry gets: the budget, where to write, and the trained baselines."""
+    """What a method's bench entry gets: the budget, where to write, and the starting models."""
 
     preset_name: str
     preset: BenchPreset
     output_dir: Path
     seed: int
-    baseline_dir: Path | None = None  # the CLIP baseline's saved model (`<output_dir>/clip/final`)
+    foundations_dir: Path = FOUNDATIONS_DIR
+    baseline_dir: Path | None = None  # the CLIP foundation every image-text method starts from
     siglip_dir: Path | None = None
     extra_plots: list[str] = field(default_factory=list)  # method-specific figures, relative to output_dir
+
+    def foundation(self, name: str) -> Path:
+        path = self.foundations_dir / name
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"The {name} foundation is missing ({path}). Rebuild it with `hf-clipzoo foundations --only {name}` "
+                "or run the bench with --from_scratch."
+            )
+        return path
 
     def common_world_args(self) -> list[str]:
         """The data arguments every script shares, so all methods see the same world."""
@@ -125,7 +151,25 @@ def run_script(name: str, argv: list[str], run_dir: Path) -> dict:
         "metrics": metrics,
         "seconds": time.perf_counter() - start,
         "model_dir": str(run_dir / "final"),
+        "run_dir": str(run_dir),
         "curve": read_learning_curve(run_dir),
+    }
+
+
+def evaluate_world_image_text(model_dir, **kwargs) -> dict:
+    from .training.image_text import evaluate_world_image_text as evaluate
+
+    return evaluate(model_dir, **kwargs)
+
+
+def evaluation_row(metrics: dict, start: float, model_dir: Path, run_dir: Path) -> dict:
+    """A result row for a model that was evaluated, not trained, by the bench."""
+    return {
+        "metrics": metrics,
+        "seconds": time.perf_counter() - start,
+        "model_dir": str(model_dir),
+        "run_dir": str(run_dir),
+        "curve": [],
     }
 
 
@@ -160,29 +204,18 @@ IMAGE_TEXT_COLUMNS = (
 )  # fmt: skip
 
 
-def baseline_argv(context: BenchContext, loss_type: str) -> list[str]:
-    preset = context.preset
-    argv = [
-        *context.common_world_args(),
-        "--loss_type", loss_type,
-        "--model_preset", preset.model_preset,
-        "--max_train_steps", str(preset.max_train_steps),
-        "--per_device_train_batch_size", str(preset.batch_size),
-        "--learning_rate", str(preset.learning_rate),
-        "--num_warmup_steps", str(preset.warmup_steps),
-        "--eval_caption_column", "long_caption",
-        "--logging_steps", str(max(1, preset.max_train_steps // 50)),
-    ]  # fmt: skip
-    if preset.eval_steps:
-        argv += ["--eval_steps", str(preset.eval_steps)]
-    return argv
-
-
 @bench_entry("clip", columns=IMAGE_TEXT_COLUMNS)
 def bench_clip(context: BenchContext) -> dict[str, dict]:
-    run = run_script("clip", baseline_argv(context, "softmax"), context.output_dir / "clip")
-    context.baseline_dir = Path(run["model_dir"])
-    rows = {"CLIP (InfoNCE)": run}
+    """The shipped CLIP foundation, evaluated once on the world's test split (it is trained on train, validated on
+    val by `hf-clipzoo foundations`)."""
+    context.baseline_dir = context.foundation("clip")
+    start = time.perf_counter()
+    run_dir = context.output_dir / "clip"
+    metrics = evaluate_world_image_text(
+        context.baseline_dir, split="test", seed=context.seed, eval_size=context.preset.eval_size,
+        classes_per_split=context.preset.classes_per_split, output_dir=run_dir,
+    )  # fmt: skip
+    rows = {"CLIP (InfoNCE), shipped foundation": evaluation_row(metrics, start, context.baseline_dir, run_dir)}
     real = fashion_mnist_zero_shot(context.baseline_dir, context)
     if real is not None:
         rows["CLIP (InfoNCE) on Fashion-MNIST, real images"] = real
@@ -211,13 +244,26 @@ def fashion_mnist_zero_shot(model_dir: Path, context: BenchContext) -> dict | No
 
 @bench_entry("siglip", columns=IMAGE_TEXT_COLUMNS)
 def bench_siglip(context: BenchContext) -> dict[str, dict]:
-    run = run_script("clip", baseline_argv(context, "sigmoid"), context.output_dir / "siglip")
+    """SigLIP from scratch at the preset's budget (not a shipped foundation; run with `--methods siglip`)."""
+    preset = context.preset
+    argv = [
+        *context.common_world_args(),
+        "--loss_type", "sigmoid",
+        "--model_preset", preset.model_preset,
+        "--max_train_steps", str(preset.siglip_steps),
+        "--per_device_train_batch_size", str(preset.batch_size),
+        "--learning_rate", "5e-4",
+        "--num_warmup_steps", str(max(1, preset.siglip_steps // 10)),
+        "--eval_caption_column", "long_caption",
+        "--logging_steps", str(max(1, preset.siglip_steps // 50)),
+    ]  # fmt: skip
+    run = run_script("clip", argv, context.output_dir / "siglip")
     context.siglip_dir = Path(run["model_dir"])
-    return {"SigLIP (sigmoid)": run}
+    return {f"SigLIP (sigmoid), {preset.siglip_steps} steps from scratch": run}
 
 
 def finetune_argv(context: BenchContext) -> list[str]:
-    """What every method that fine-tunes the baseline shares: start point, world, steps, batch, schedule."""
+    """What every method that fine-tunes the CLIP foundation shares: start point, world, steps, batch, schedule."""
     if context.baseline_dir is None:
         raise RuntimeError("The CLIP baseline must run before the methods that start from it.")
     preset = context.preset
@@ -226,7 +272,7 @@ def finetune_argv(context: BenchContext) -> list[str]:
         *context.common_world_args(),
         "--max_train_steps", str(preset.method_steps),
         "--per_device_train_batch_size", str(preset.batch_size),
-        "--learning_rate", str(preset.learning_rate / 5),
+        "--learning_rate", str(preset.learning_rate),
         "--num_warmup_steps", str(max(1, preset.method_steps // 10)),
         "--logging_steps", str(max(1, preset.method_steps // 50)),
     ]  # fmt: skip
@@ -234,51 +280,143 @@ def finetune_argv(context: BenchContext) -> list[str]:
 
 @bench_entry("fff", columns=IMAGE_TEXT_COLUMNS)
 def bench_fff(context: BenchContext) -> dict[str, dict]:
-    """The paper's ablation on the world: the control is the same sigmoid fine-tuning without either fix."""
+    """The paper's ablation on the world: the control is the same sigmoid fine-tuning without either fix. The FFF
+    row also scores its mined positives against the world's ground truth (`mining_quality`)."""
     base = [*finetune_argv(context), "--eval_caption_column", "long_caption"]
     variants = {
         "control: sigmoid fine-tune (no mining, K=0)": ["--no_mining", "--num_pseudo_captions", "0"],
         "mining only": ["--num_pseudo_captions", "0"],
-        "augmentation only (K=5)": ["--no_mining"],
         "FFF (mining + K=5)": [],
     }
     rows = {}
     for index, (name, flags) in enumerate(variants.items()):
         rows[name] = run_script("fff", [*base, *flags], context.output_dir / "fff" / f"variant-{index}")
+    fff = rows["FFF (mining + K=5)"]
+    fff["metrics"].update(mining_quality(Path(fff["model_dir"]), Path(fff["run_dir"]), context))
     return rows
+
+
+def mining_quality(model_dir: Path, run_dir: Path, context: BenchContext) -> dict[str, float]:
+    """Precision and recall of FFF's mined positives against the world's ground truth (`caption_is_true`).
+
+    Held-out test scenes are cut into batches of the training batch size, each image with FFF's texts (its short
+    caption, then its pseudo-captions); the model's own embeddings and its configured thresholds mine positives
+    exactly as in training (`mine_positives`). A mined pair (image i, text j of another image) is correct when text j
+    is true of image i. Per-batch counts go to the run's outcomes for a bootstrap over batches.
+    """
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    from .data.synthetic import WorldConfig, make_scenes
+    from .data.synthetic.captions import caption_is_true
+    from .eval.embeddings import encode_images, encode_texts
+    from .losses.positives import mine_positives
+
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    config = model.config
+    scenes = make_scenes(
+        context.preset.eval_size, split="test",
+        config=WorldConfig(seed=context.seed, image_size=config.vision_config.image_size),
+    )  # fmt: skip
+    batch = context.preset.batch_size
+    counts = []  # per batch: true positives, mined, true off-owner pairs, all off-owner pairs
+    device = torch.device("cpu")
+    for start in range(0, len(scenes) - batch + 1, batch):
+        rows = scenes.select(range(start, start + batch))
+        texts, owner = [], []
+        for index, row in enumerate(rows):
+            for text in [row["caption"], *row["pseudo_captions"]]:
+                texts.append(text)
+                owner.append(index)
+        with torch.no_grad():
+            images = torch.nn.functional.normalize(encode_images(model, processor, rows["image"], device), dim=-1)
+            text_features = torch.nn.functional.normalize(encode_texts(model, processor, texts, device), dim=-1)
+        owner_tensor = torch.tensor(owner)
+        mined = mine_positives(
+            images, text_features, owner_tensor,
+            image_text_threshold=config.mining_image_text_threshold,
+            image_image_threshold=config.mining_image_image_threshold,
+            text_text_threshold=config.mining_text_text_threshold,
+            combination=config.mining_combination, text_text_reference=config.mining_text_text_reference,
+        ).numpy()  # fmt: skip
+        truth = np.array(
+            [[caption_is_true(t, row["objects"], row["background"]) for t in texts] for row in rows], dtype=bool
+        )
+        off_owner = np.arange(batch)[:, None] != np.asarray(owner)[None, :]
+        truth &= off_owner
+        counts.append([(mined & truth).sum(), mined.sum(), truth.sum(), off_owner.sum()])
+    counts = np.asarray(counts, dtype=np.float64)
+    save_outcomes(run_dir, {"mining/batch_counts": counts})
+    tp, mined_total, true_total, pairs = counts.sum(axis=0)
+    return {
+        "mining/precision": tp / mined_total if mined_total else float("nan"),
+        "mining/recall": tp / true_total if true_total else float("nan"),
+        "mining/base_rate": true_total / pairs,
+        "mining/mined_per_image": mined_total / (len(counts) * batch),
+    }
 
 
 @bench_entry(
     "groupvit",
     columns=(
         "zero_shot/top1_accuracy", "retrieval/image_to_text_R@1", "retrieval/text_to_image_R@1",
-        "segmentation/mean_iou", "segmentation/overall_accuracy", "train/loss",
+        "segmentation/mean_iou", "segmentation/all_background_mean_iou", "segmentation/overall_accuracy",
+        "train/loss",
     ),
 )  # fmt: skip
 def bench_groupvit(context: BenchContext) -> dict[str, dict]:
-    """GroupViT from scratch on the world (its towers differ from CLIP's, so it cannot start from the baseline), with
-    and without the multi-label loss; segmentation follows the official protocol scaled to the world's image size."""
+    """The shipped GroupViT foundation on the world's test scenes (against predicting background everywhere), then
+    the multi-label ablation at equal budget: the foundation fine-tuned with and without the multi-label loss.
+    Segmentation follows the official protocol scaled to the world's image size."""
+    from transformers import AutoModel, AutoProcessor
+
+    from .data.synthetic import WorldConfig, make_scenes
+    from .eval.segmentation import evaluate_world_segmentation
+
     preset = context.preset
-    steps = preset.method_steps
+    foundation = context.foundation("groupvit")
+    start = time.perf_counter()
+    run_dir = context.output_dir / "groupvit" / "foundation"
+    metrics = evaluate_world_image_text(
+        foundation, split="test", seed=context.seed, eval_size=preset.eval_size,
+        classes_per_split=preset.classes_per_split, output_dir=run_dir,
+    )  # fmt: skip
+    model = AutoModel.from_pretrained(foundation).float().eval()
+    processor = AutoProcessor.from_pretrained(foundation)
+    world = WorldConfig(seed=context.seed, image_size=model.config.vision_config.image_size)
+    scenes = make_scenes(preset.eval_size, split="test", config=world)
+    segmentation = evaluate_world_segmentation(model, processor, scenes, preset.segmentation_images)
+    save_outcomes(
+        run_dir,
+        {
+            "segmentation/confusion": segmentation["confusions"],
+            "segmentation/all_background_confusion": segmentation["all_background_confusions"],
+        },
+    )
+    metrics.update({f"segmentation/{k}": v for k, v in segmentation.items() if isinstance(v, float)})
+    rows = {"GroupViT, shipped foundation": evaluation_row(metrics, start, foundation, run_dir)}
+
+    steps = preset.groupvit_steps
     base = [
+        "--model_name_or_path", str(foundation),
         *context.common_world_args(),
-        "--model_preset", preset.model_preset,
         "--max_train_steps", str(steps),
         "--per_device_train_batch_size", str(preset.batch_size),
         "--learning_rate", str(preset.learning_rate),
         "--num_warmup_steps", str(max(1, steps // 10)),
         "--logging_steps", str(max(1, steps // 50)),
         "--eval_caption_column", "long_caption",
-        "--num_segmentation_eval_images", str(max(4, min(64, preset.eval_size // 8))),
+        "--num_segmentation_eval_images", str(preset.segmentation_images),
     ]  # fmt: skip
     variants = {
-        f"GroupViT, {steps} steps from scratch (image-text + multi-label)": [],
-        f"GroupViT, {steps} steps from scratch, no multi-label loss": ["--multi_label_loss_weight", "0"],
+        f"fine-tuned {steps} steps, image-text + multi-label": [],
+        f"fine-tuned {steps} steps, no multi-label loss": ["--multi_label_loss_weight", "0"],
     }
-    rows = {}
     for index, (name, flags) in enumerate(variants.items()):
         rows[name] = run_script("groupvit", [*base, *flags], context.output_dir / "groupvit" / f"variant-{index}")
-    plot = segmentation_overlays(Path(next(iter(rows.values()))["model_dir"]), context)
+    plot = segmentation_overlays(foundation, context)
     if plot:
         context.extra_plots.append(plot)
     return rows
@@ -343,45 +481,29 @@ DIVA_COLUMNS = (
 
 @bench_entry("diva", columns=DIVA_COLUMNS)
 def bench_diva(context: BenchContext) -> dict[str, dict]:
-    """Pre-train the world's small text-to-image diffusion model (DIVA's feedback is only as good as its knowledge
-    of the world: `diffusion/val_loss_shuffled_text` − `diffusion/val_loss` says how much it uses its condition), then
-    post-train the baseline's vision tower with DIVA and compare MMVP pairs and zero-shot before and after."""
+    """Post-train the CLIP foundation's vision tower with DIVA through the shipped diffusion model (its validation
+    `diffusion/val_loss_shuffled_text` − `diffusion/val_loss` in the manifest says how much it uses its condition),
+    and compare MMVP pairs and zero-shot before and after on the test split."""
     if context.baseline_dir is None:
         raise RuntimeError("The CLIP baseline must run before DIVA (DIVA post-trains it).")
     preset = context.preset
-    smoke = context.preset_name == "smoke"
-    diffusion_steps = max(4, preset.max_train_steps // 4)
-    diffusion_dir = context.output_dir / "diva" / "diffusion"
-    diffusion = run_script(
-        "diva_pretrain_diffusion",
-        [
-            "--clip_model_name_or_path", str(context.baseline_dir),
-            "--seed", str(context.seed),
-            # On a CPU budget the micro model at 32 px (a DIVA step costs ~5 CLIP steps; the tiny one at 64 px ~70).
-            "--preset", "tiny" if context.preset_name == "full" else "micro",
-            "--resolution", "64" if context.preset_name == "full" else "32",
-            "--train_size", str(preset.train_size),
-            "--eval_size", "16" if smoke else "128",
-            "--batch_size", "16" if smoke else "32",
-            "--vae_train_steps", str(max(2, diffusion_steps // 4)),
-            "--max_train_steps", str(diffusion_steps),
-            "--logging_steps", str(max(1, diffusion_steps // 20)),
-        ],
-        diffusion_dir,
-    )  # fmt: skip
+    diffusion_dir = context.foundation("diffusion")
+    resolution = json.loads((diffusion_dir / "diva_diffusion.json").read_text())["image_size"]
     argv = [
         *finetune_argv(context),
+        "--max_train_steps", str(preset.diva_steps),
+        "--num_warmup_steps", str(max(1, preset.diva_steps // 10)),
         "--diffusion_model_name_or_path", str(diffusion_dir),
-        "--diffusion_resolution", "64" if context.preset_name == "full" else "32",
-        "--mmvp_pairs", "20" if smoke else "200",
-        "--per_device_train_batch_size", "8" if smoke else "16",
+        "--diffusion_resolution", str(resolution),
+        "--mmvp_pairs", str(preset.mmvp_pairs),
+        "--per_device_train_batch_size", str(min(16, preset.batch_size)),
         # SGD (the official optimiser) at the official 1e-4 barely moves in a short run.
         "--learning_rate", "1e-3",
     ]  # fmt: skip
     row = run_script("diva", argv, context.output_dir / "diva" / "post-train")
-    row["metrics"].update(diffusion["metrics"])
-    row["seconds"] += diffusion["seconds"]
-    return {f"DIVA on the baseline ({preset.method_steps} steps, diffusion model {diffusion_steps} steps)": row}
+    manifest = json.loads((context.foundations_dir / "manifest.json").read_text())
+    row["metrics"].update(manifest["foundations"]["diffusion"]["validation"])
+    return {f"DIVA on the CLIP foundation ({preset.diva_steps} steps)": row}
 
 
 FEW_SHOT_VIDEO_COLUMNS = (
@@ -391,11 +513,11 @@ FEW_SHOT_VIDEO_COLUMNS = (
 
 
 def episodic_argv(context: BenchContext, method: str) -> list[str]:
-    """What the few-shot video methods share: start point, episodic steps (a third of the image methods'
-    fine-tuning steps), meta-val selection and meta-test episodes at 1 and 5 shots."""
+    """What the few-shot video methods share: start point, episodic steps, meta-val selection and meta-test episodes
+    at 1 and 5 shots (the same test episodes for every method: the scripts seed them identically)."""
     if context.baseline_dir is None:
         raise RuntimeError(f"The CLIP baseline must run before {method} (it starts from it).")
-    steps = max(2, context.preset.method_steps // 3)
+    steps = context.preset.episodic_steps
     return [
         "--model_name_or_path", str(context.baseline_dir),
         "--seed", str(context.seed),
@@ -434,19 +556,22 @@ def bench_ma_clip(context: BenchContext) -> dict[str, dict]:
     return rows
 
 
-def grounding_metrics(model_dir: Path, context: BenchContext) -> dict[str, float]:
-    """Pointing game and mIoU of text-patch similarity on the same held-out scenes the scripts evaluate on."""
+def grounding_metrics(model_dir: Path, run_dir: Path, context: BenchContext) -> dict[str, float]:
+    """Pointing game and mIoU of text-patch similarity on the held-out test scenes; the per-object pointing hits go
+    to `run_dir`'s outcomes."""
+    import torch
     from transformers import AutoModel, AutoProcessor
 
     from .data.synthetic import WorldConfig, make_scenes
     from .data.synthetic.vocab import SEGMENTATION_CLASSES
     from .eval.grounding import evaluate_patch_grounding
 
-    model = AutoModel.from_pretrained(model_dir).eval()
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     world = WorldConfig(seed=context.seed, image_size=model.config.vision_config.image_size)
     scenes = make_scenes(context.preset.eval_size, split="test", config=world)
     result = evaluate_patch_grounding(model, processor, scenes, class_names=SEGMENTATION_CLASSES[1:])
+    save_outcomes(run_dir, {"grounding/pointing_hits": result["pointing_hits"]})
     return {f"grounding/{k}": result[k] for k in ("pointing_accuracy", "pointing_chance", "mean_iou")}
 
 
@@ -463,23 +588,21 @@ def bench_dreamlip(context: BenchContext) -> dict[str, dict]:
     """Long captions on the world: the control fine-tunes on the raw captions only, for the same steps."""
     base = [*finetune_argv(context), "--eval_caption_column", "long_caption"]
     start = time.perf_counter()
+    baseline_run = context.output_dir / "dreamlip" / "baseline"
     rows = {
-        "baseline (before fine-tuning), grounding only": {
-            "metrics": grounding_metrics(context.baseline_dir, context),
-            "seconds": time.perf_counter() - start,
-            "model_dir": str(context.baseline_dir),
-            "curve": [],
-        }
+        "baseline (before fine-tuning), grounding only": evaluation_row(
+            grounding_metrics(context.baseline_dir, baseline_run, context), start, context.baseline_dir, baseline_run
+        )
     }
-    control = run_script("clip", [*base, "--loss_type", "softmax"], context.output_dir / "dreamlip" / "control")
-    control["metrics"].update(grounding_metrics(Path(control["model_dir"]), context))
-    rows["control: InfoNCE fine-tune, raw captions"] = control
-    variants = {
-        "multi-positive only (K=6 subcaptions)": ["--grouping_loss_weight", "0"],
-        "DreamLIP (K=6, multi-positive + grouping)": [],
+    runs = {
+        "control: InfoNCE fine-tune, raw captions": ("clip", ["--loss_type", "softmax"], "control"),
+        "multi-positive only (K=6 subcaptions)": ("dreamlip", ["--grouping_loss_weight", "0"], "variant-0"),
+        "DreamLIP (K=6, multi-positive + grouping)": ("dreamlip", [], "variant-1"),
     }
-    for index, (name, flags) in enumerate(variants.items()):
-        rows[name] = run_script("dreamlip", [*base, *flags], context.output_dir / "dreamlip" / f"variant-{index}")
+    for name, (script, flags, folder) in runs.items():
+        row = run_script(script, [*base, *flags], context.output_dir / "dreamlip" / folder)
+        row["metrics"].update(grounding_metrics(Path(row["model_dir"]), Path(row["run_dir"]), context))
+        rows[name] = row
     return rows
 
 
@@ -521,7 +644,7 @@ def bench_ape(context: BenchContext) -> dict[str, dict]:
             *ape_argv(context, shots),
             "--synthetic_train_per_class", str(max(context.preset.shots)),
             "--synthetic_val_per_class", "2" if smoke else "4",
-            "--synthetic_test_per_class", "2" if smoke else "8",
+            "--synthetic_test_per_class", "2" if smoke else "16",
         ]  # fmt: skip
         rows[f"{shots} shot{'s' if shots > 1 else ''}"] = run_script(
             "ape", argv, context.output_dir / "ape" / f"shots-{shots}"
@@ -570,6 +693,284 @@ def fashion_mnist_few_shot(context: BenchContext) -> dict | None:
     return run_script("ape", argv, context.output_dir / "ape" / "fashion-mnist")
 
 
+# --- claims -------------------------------------------------------------------------------------------------------
+# Each paper's claims as comparisons against a control at equal budget, measured on the same test items: the
+# difference of the two metrics with a 95% paired-bootstrap interval over those items (images, image-caption pairs,
+# MMVP pairs, objects or episodes). ">" holds when the interval's lower end is above 0; "≥" (no worse) when it is
+# above -NON_INFERIORITY_MARGIN. The interval covers test-set sampling, not training seeds: every run is one seed.
+CLAIMS: dict[str, Callable[[dict, BenchContext], list[dict]]] = {}
+NON_INFERIORITY_MARGIN = 0.01
+NUM_RESAMPLES = 2000
+
+
+def claims_for(method: str):
+    """Register the function that turns `method`'s rows (and those it compares with) into claim rows."""
+
+    def register(function):
+        CLAIMS[method] = function
+        return function
+
+    return register
+
+
+def _retrieval_r1(outcomes: dict):
+    """Per image: the mean of its image→text and text→image R@1 hits (one long caption per image)."""
+    return ((outcomes["retrieval/image_to_text_ranks"] < 1) + (outcomes["retrieval/text_to_image_ranks"] < 1)) / 2
+
+
+def _key(name: str):
+    return lambda outcomes: outcomes[name]
+
+
+def claim_row(
+    method: str, claim: str, metric: str, method_run: dict | None, control_run: dict | None, *,
+    method_outcome, control_outcome=None, rule: str = ">", statistic=None, unit: str = "test items",
+    seed: int = 0, chance: float | None = None, extra_condition: tuple[str, bool] | None = None,
+) -> dict:  # fmt: skip
+    """One claim: `method_outcome(outcomes of method_run)` against `control_outcome(outcomes of control_run)`."""
+    row = {"method": method, "claim": claim, "metric": metric, "rule": rule, "chance": chance}
+    try:
+        if method_run is None or control_run is None:
+            raise KeyError("a run it needs did not run")
+        method_values = method_outcome(load_outcomes(method_run["run_dir"]))
+        control_values = (control_outcome or method_outcome)(load_outcomes(control_run["run_dir"]))
+    except KeyError as error:
+        return {**row, "holds": False, "status": f"not measured: {error}"}
+    kwargs = {"statistic": statistic} if statistic is not None else {}
+    result = paired_bootstrap(method_values, control_values, num_resamples=NUM_RESAMPLES, seed=seed, **kwargs)
+    result["method_value"], result["control_value"] = result.pop("method"), result.pop("control")
+    threshold = 0.0 if rule == ">" else -NON_INFERIORITY_MARGIN
+    holds = result["low"] > threshold
+    if extra_condition is not None:
+        holds = holds and extra_condition[1]
+        row["condition"] = extra_condition[0]
+    interval = f"95% paired bootstrap over {result['num_items']} {unit} ({NUM_RESAMPLES} resamples)"
+    return {**row, **result, "holds": bool(holds), "status": "measured", "interval": interval}
+
+
+def _rows(results: dict, method: str) -> dict:
+    entry = results.get(method, {})
+    return entry.get("rows", {}) if entry.get("status") == "ran" else {}
+
+
+@claims_for("fff")
+def fff_claims(results: dict, context: BenchContext) -> list[dict]:
+    rows = _rows(results, "fff")
+    control = rows.get("control: sigmoid fine-tune (no mining, K=0)")
+    metric = "retrieval R@1 vs long captions (mean of both directions)"
+    common = dict(method_outcome=_retrieval_r1, unit="test images", seed=context.seed)
+    claims = [
+        claim_row("fff", "FFF (mining + K pseudo-captions) > sigmoid control", metric,
+                  rows.get("FFF (mining + K=5)"), control, **common),
+        claim_row("fff", "mining alone > sigmoid control", metric, rows.get("mining only"), control, **common),
+    ]  # fmt: skip
+    fff = rows.get("FFF (mining + K=5)")
+    claims.append(mining_precision_claim(fff, context))
+    return claims
+
+
+def mining_precision_claim(fff: dict | None, context: BenchContext) -> dict:
+    """Precision of the mined positives against the world's truth, compared with the base rate of true pairs among
+    all pairs of other images (what mining at random would score), bootstrapped over the same batches."""
+    row = {
+        "method": "fff", "metric": "precision of mined pairs vs the world's truth", "rule": ">",
+        "claim": "mined positives are true pairs more often than random pairs (precision > base rate)",
+    }  # fmt: skip
+    counts = load_outcomes(fff["run_dir"]).get("mining/batch_counts") if fff else None
+    if counts is None or counts[:, 1].sum() == 0:
+        reason = "no mined pair" if counts is not None else "the FFF run did not save mining counts"
+        return {**row, "holds": False, "status": f"not measured: {reason}"}
+
+    def precision(values):
+        return values[:, 0].sum() / max(values[:, 1].sum(), 1.0)
+
+    def base_rate(values):
+        return values[:, 2].sum() / max(values[:, 3].sum(), 1.0)
+
+    result = _ratio_difference(counts, precision, base_rate, context.seed)
+    recall = counts[:, 0].sum() / max(counts[:, 2].sum(), 1.0)
+    return {
+        **row, **result, "holds": bool(result["low"] > 0), "status": "measured", "chance": result["control_value"],
+        "metric": f"precision of mined pairs vs the world's truth (recall {recall:.3f})",
+        "interval": f"95% bootstrap over {len(counts)} test batches ({NUM_RESAMPLES} resamples)",
+    }  # fmt: skip
+
+
+def _ratio_difference(values, statistic_a, statistic_b, seed: int) -> dict:
+    """`statistic_a(values) - statistic_b(values)` with a percentile bootstrap over the rows of `values`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    differences = []
+    for _ in range(NUM_RESAMPLES):
+        sample = values[rng.integers(0, n, size=n)]
+        differences.append(statistic_a(sample) - statistic_b(sample))
+    low, high = np.quantile(differences, [0.025, 0.975])
+    a, b = statistic_a(values), statistic_b(values)
+    return {
+        "method_value": a, "control_value": b, "difference": a - b, "low": float(low), "high": float(high),
+        "num_items": n, "num_resamples": NUM_RESAMPLES,
+    }  # fmt: skip
+
+
+@claims_for("dreamlip")
+def dreamlip_claims(results: dict, context: BenchContext) -> list[dict]:
+    rows = _rows(results, "dreamlip")
+    dreamlip = rows.get("DreamLIP (K=6, multi-positive + grouping)")
+    return [
+        claim_row(
+            "dreamlip", "DreamLIP (sub-captions of long captions) > fine-tuning on the raw captions",
+            "retrieval R@1 vs long captions (mean of both directions)", dreamlip,
+            rows.get("control: InfoNCE fine-tune, raw captions"), method_outcome=_retrieval_r1, unit="test images",
+            seed=context.seed,
+        ),
+        claim_row(
+            "dreamlip", "the grouping loss raises patch grounding (DreamLIP > multi-positive only)",
+            "pointing-game accuracy", dreamlip, rows.get("multi-positive only (K=6 subcaptions)"),
+            method_outcome=_key("grounding/pointing_hits"), unit="objects", seed=context.seed,
+            chance=(dreamlip or {}).get("metrics", {}).get("grounding/pointing_chance"),
+        ),
+    ]  # fmt: skip
+
+
+@claims_for("groupvit")
+def groupvit_claims(results: dict, context: BenchContext) -> list[dict]:
+    rows = _rows(results, "groupvit")
+    foundation = rows.get("GroupViT, shipped foundation")
+    names = list(rows)
+    with_ml = rows.get(names[1]) if len(names) > 1 else None
+    without_ml = rows.get(names[2]) if len(names) > 2 else None
+    metrics = (foundation or {}).get("metrics", {})
+    ratio = metrics.get("segmentation/mean_iou", 0.0) / max(
+        metrics.get("segmentation/all_background_mean_iou", 1.0), 1e-9
+    )
+    return [
+        claim_row(
+            "groupvit", f"zero-shot segmentation above predicting background everywhere ({ratio:.1f}x its mIoU)",
+            "segmentation mIoU", foundation, foundation, method_outcome=_key("segmentation/confusion"),
+            control_outcome=_key("segmentation/all_background_confusion"), statistic=mean_iou_statistic,
+            unit="test scenes", seed=context.seed,
+            chance=metrics.get("segmentation/all_background_mean_iou"),
+        ),
+        claim_row(
+            "groupvit", "with the multi-label loss > without (equal fine-tuning budget)", "segmentation mIoU",
+            with_ml, without_ml, method_outcome=_key("segmentation/confusion"), statistic=mean_iou_statistic,
+            unit="test scenes", seed=context.seed,
+        ),
+    ]  # fmt: skip
+
+
+@claims_for("diva")
+def diva_claims(results: dict, context: BenchContext) -> list[dict]:
+    rows = _rows(results, "diva")
+    run = next(iter(rows.values()), None)
+    return [
+        claim_row(
+            "diva", "DIVA raises MMVP-style pair accuracy (after > before)", "MMVP pair accuracy", run, run,
+            method_outcome=_key("mmvp/after/pair_correct"), control_outcome=_key("mmvp/before/pair_correct"),
+            unit="MMVP pairs", seed=context.seed, chance=0.25,
+        ),
+        claim_row(
+            "diva", f"DIVA keeps zero-shot (after ≥ before − {NON_INFERIORITY_MARGIN})", "zero-shot top-1 (64 classes)",
+            run, run, method_outcome=_key("zero_shot/after/top1_correct"),
+            control_outcome=_key("zero_shot/before/top1_correct"), rule="≥", unit="test images", seed=context.seed,
+            chance=1 / 64,
+        ),
+    ]  # fmt: skip
+
+
+@claims_for("ape")
+def ape_claims(results: dict, context: BenchContext) -> list[dict]:
+    rows = _rows(results, "ape")
+    shots = max(context.preset.shots)
+    run = rows.get(f"{shots} shot{'s' if shots > 1 else ''}")
+    metric = f"test top-1 at {shots} shots (64 classes)"
+
+    def compare(claim, method, control, rule=">"):
+        return claim_row(
+            "ape", claim, metric, run, run, method_outcome=_key(f"{method}/test_correct"),
+            control_outcome=_key(f"{control}/test_correct"), rule=rule, unit="test images", seed=context.seed,
+            chance=1 / 64,
+        )  # fmt: skip
+
+    params = (run or {}).get("metrics", {})
+    tip_f, ape_t = params.get("tip_adapter_f/trainable_parameters"), params.get("ape_t/trainable_parameters")
+    fewer = tip_f is not None and ape_t is not None and ape_t < tip_f
+    claims = [
+        compare("APE > Tip-Adapter (both training-free)", "ape", "tip_adapter"),
+        compare("Tip-Adapter > zero-shot", "tip_adapter", "zero_shot"),
+        compare("APE-T ≥ APE", "ape_t", "ape", rule="≥"),
+        compare("Tip-Adapter-F ≥ Tip-Adapter", "tip_adapter_f", "tip_adapter", rule="≥"),
+    ]
+    claims.append(
+        {
+            "method": "ape",
+            "claim": "APE-T trains fewer parameters than Tip-Adapter-F",
+            "metric": "trainable parameters",
+            "rule": "count",
+            "method_value": ape_t,
+            "control_value": tip_f,
+            "difference": (ape_t - tip_f) if tip_f is not None and ape_t is not None else None,
+            "holds": bool(fewer),
+            "status": "measured" if tip_f is not None else "not measured",
+            "interval": "exact (a count)",
+            "low": None,
+            "high": None,
+        }  # fmt: skip
+    )
+    return claims
+
+
+@claims_for("clip_fsar")
+def clip_fsar_claims(results: dict, context: BenchContext) -> list[dict]:
+    rows = _rows(results, "clip_fsar")
+    return [
+        claim_row(
+            "clip_fsar", "CLIP-FSAR > OTAM without text (5-way 1-shot)", "5-way 1-shot accuracy",
+            rows.get("CLIP-FSAR"), rows.get("OTAM without text (same fine-tuning, no text loss or text token)"),
+            method_outcome=_key("test/5way_1shot_episode_accuracy"), unit="test episodes", seed=context.seed,
+            chance=0.2,
+        )
+    ]  # fmt: skip
+
+
+@claims_for("ma_clip")
+def ma_clip_claims(results: dict, context: BenchContext) -> list[dict]:
+    rows = _rows(results, "ma_clip")
+    ma_clip, lora = rows.get("MA-CLIP (adapters, PEFT)"), rows.get("LoRA on the same frozen base (PEFT)")
+    fsar = _rows(results, "clip_fsar").get("CLIP-FSAR")
+    trainable = (ma_clip or {}).get("metrics", {}).get("train/trainable_parameters")
+    fsar_trainable = (fsar or {}).get("metrics", {}).get("train/trainable_parameters")
+    ratio = trainable / fsar_trainable if trainable and fsar_trainable else float("nan")
+    outcome = _key("test/5way_1shot_episode_accuracy")
+    return [
+        claim_row(
+            "ma_clip", f"MA-CLIP ≥ CLIP-FSAR at ≤ 1/8 of its trainable parameters ({ratio:.3f}x)",
+            "5-way 1-shot accuracy", ma_clip, fsar, method_outcome=outcome, rule="≥", unit="test episodes",
+            seed=context.seed, chance=0.2, extra_condition=("trainable ratio ≤ 1/8", bool(ratio <= 1 / 8)),
+        ),
+        claim_row(
+            "ma_clip", "MA-CLIP's adapters ≥ LoRA on the same frozen base", "5-way 1-shot accuracy", ma_clip, lora,
+            method_outcome=outcome, rule="≥", unit="test episodes", seed=context.seed, chance=0.2,
+        ),
+    ]  # fmt: skip
+
+
+def compute_claims(results_methods: dict, context: BenchContext) -> list[dict]:
+    """Every registered claim whose method ran (or was asked for); failures become 'not measured' rows."""
+    claims = []
+    for method, function in CLAIMS.items():
+        if method not in results_methods:
+            continue
+        try:
+            claims.extend(function(results_methods, context))
+        except Exception as error:  # a broken claim must not hide the others
+            logger.exception("claims of %s failed", method)
+            claims.append({"method": method, "claim": "(all)", "holds": False, "status": f"failed: {error}"})
+    return claims
+
+
 # --- report -------------------------------------------------------------------------------------------------------
 def _table_metrics(method: str, rows: dict[str, dict]) -> list[str]:
     numeric = {m for row in rows.values() for m in row["metrics"] if isinstance(row["metrics"][m], (int, float))}
@@ -586,38 +987,117 @@ def _ran_rows(results: dict) -> dict[str, dict]:
     return rows
 
 
-def write_plots(results: dict, plots_dir: Path) -> list[str]:
+def _pyplot():
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return []
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    rows = _ran_rows(results)
-    plotted = {
-        m for method, entry in results["methods"].items() if entry["status"] == "ran"
-        for m in _table_metrics(method, entry["rows"])
-    }  # fmt: skip
+        return None
+    return plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, row in rows.items():
-        points = [(r["step"], r["train/loss"]) for r in row.get("curve", []) if isinstance(r.get("train/loss"), float)]
-        if len(points) > 1:
-            ax.plot(*zip(*points), label=name)
-    ax.set(xlabel="optimiser step", ylabel="training loss", title="Learning curves")
-    if ax.lines:
-        ax.legend(fontsize=7)
+
+def _claim_label(claim: dict, width: int = 70) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(f"{claim['method']}: {claim['claim']}", width))
+
+
+def plot_claims(claims: list[dict], plots_dir: Path) -> str | None:
+    """plots/claims.png: each claim's difference (method − control) with its 95% interval, the zero line and the
+    non-inferiority margin; green = holds, red = does not hold, grey = not measured."""
+    plt = _pyplot()
+    measured = [c for c in claims if c.get("low") is not None and c.get("difference") is not None]
+    if plt is None or not measured:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(measured) + 1.5))
+    for index, claim in enumerate(reversed(measured)):
+        colour = "tab:green" if claim["holds"] else "tab:red"
+        difference = claim["difference"]
+        ax.errorbar(
+            difference, index, xerr=[[difference - claim["low"]], [claim["high"] - difference]], fmt="o",
+            color=colour, capsize=4,
+        )  # fmt: skip
+        ax.annotate(
+            "holds" if claim["holds"] else "does not hold", (claim["high"], index), xytext=(6, -3),
+            textcoords="offset points", fontsize=7, color=colour,
+        )  # fmt: skip
+    ax.axvline(0, color="black", linewidth=1)
+    ax.axvline(-NON_INFERIORITY_MARGIN, color="grey", linewidth=0.8, linestyle="--", label="≥ margin")
+    ax.set_yticks(range(len(measured)), [_claim_label(c, 60) for c in reversed(measured)], fontsize=7)
+    ax.set(xlabel="method − control (95% paired-bootstrap interval)", title="Each paper's claims on the world")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(plots_dir / "claims.png", dpi=110)
+    plt.close(fig)
+    return "plots/claims.png"
+
+
+def plot_method_claims(method: str, claims: list[dict], plots_dir: Path) -> str | None:
+    """plots/<method>_claims.png: method and control side by side for each of the method's claims, the
+    difference's interval printed above, chance drawn where the metric has one."""
+    plt = _pyplot()
+    mine = [c for c in claims if c["method"] == method and c.get("method_value") is not None and c.get("low")]
+    if plt is None or not mine:
+        return None
+    fig, axes = plt.subplots(1, len(mine), figsize=(3.6 * len(mine), 3.8), squeeze=False)
+    for ax, claim in zip(axes[0], mine):
+        values = [claim["control_value"], claim["method_value"]]
+        ax.bar([0, 1], values, color=["tab:grey", "tab:green" if claim["holds"] else "tab:red"])
+        ax.set_xticks([0, 1], ["control", "method"])
+        if claim.get("chance") is not None:
+            ax.axhline(claim["chance"], color="black", linestyle=":", linewidth=1, label="chance / trivial")
+            ax.legend(fontsize=6, loc="lower right")
+        ax.set_title(_claim_label(claim, 38), fontsize=7)
+        ax.set_ylabel(claim["metric"][:40], fontsize=7)
+        top = max(v for v in values if v is not None)
+        ax.set_ylim(0, max(top * 1.3, 1e-3))
+        ax.text(
+            0.5, top * 1.12, f"Δ {claim['difference']:+.3f} [{claim['low']:+.3f}, {claim['high']:+.3f}]",
+            ha="center", fontsize=7,
+        )  # fmt: skip
+    fig.tight_layout()
+    file = f"{method}_claims.png"
+    fig.savefig(plots_dir / file, dpi=100)
+    plt.close(fig)
+    return f"plots/{file}"
+
+
+def plot_learning_curves(results: dict, plots_dir: Path) -> str | None:
+    """plots/learning_curves.png: one panel per method (each with its own loss scale: FFF's sigmoid loss is summed
+    over the batch's pairs, hence ~10^3, CLIP's InfoNCE is a mean), training loss on a log axis."""
+    plt = _pyplot()
+    curves = {}
+    for method, entry in results["methods"].items():
+        for name, row in entry.get("rows", {}).items():
+            points = [
+                (r["step"], r["train/loss"]) for r in row.get("curve", []) if isinstance(r.get("train/loss"), float)
+            ]
+            points = [(x, y) for x, y in points if y > 0]
+            if len(points) > 1:
+                curves.setdefault(method, []).append((name, points))
+    if plt is None or not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.4), squeeze=False)
+    for ax, (method, runs) in zip(axes[0], curves.items()):
+        for name, points in runs:
+            ax.plot(*zip(*points), label=name[:40])
+        ax.set(yscale="log", xlabel="optimiser step", title=method)
+        ax.set_ylabel("training loss (log)", fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(plots_dir / "learning_curves.png", dpi=100)
     plt.close(fig)
-    written.append("plots/learning_curves.png")
+    return "plots/learning_curves.png"
 
+
+def plot_accuracy_by_shots(results: dict, plots_dir: Path) -> list[str]:
+    plt = _pyplot()
+    written = []
     for method, entry in results["methods"].items():
         shot_rows = [r for r in entry.get("rows", {}).values() if isinstance(r["metrics"].get("shots"), int)]
-        if entry["status"] != "ran" or len(shot_rows) < 2:
+        if plt is None or entry["status"] != "ran" or len(shot_rows) < 2:
             continue
         shot_rows.sort(key=lambda r: r["metrics"]["shots"])
         shots = [r["metrics"]["shots"] for r in shot_rows]
@@ -626,6 +1106,7 @@ def write_plots(results: dict, plots_dir: Path) -> list[str]:
         for name in names:
             ax.plot(shots, [r["metrics"].get(f"{name}/test_accuracy", math.nan) for r in shot_rows], marker="o",
                     label=name)  # fmt: skip
+        ax.axhline(1 / 64, color="black", linestyle=":", linewidth=1, label="chance")
         ax.set(xscale="log", xlabel="shots per class", ylabel="test accuracy", title=f"{method}: accuracy by shots")
         ax.set_xticks(shots, [str(k) for k in shots])
         ax.legend(fontsize=7)
@@ -633,25 +1114,16 @@ def write_plots(results: dict, plots_dir: Path) -> list[str]:
         fig.savefig(plots_dir / f"{method}_accuracy_by_shots.png", dpi=100)
         plt.close(fig)
         written.append(f"plots/{method}_accuracy_by_shots.png")
-
-    metric_names = sorted(m for m in plotted if not m.startswith("train/"))
-    for metric in metric_names:
-        names = [n for n, r in rows.items() if isinstance(r["metrics"].get(metric), (int, float))]
-        values = [rows[n]["metrics"][metric] for n in names]
-        if len(values) < 1 or any(math.isnan(v) for v in values):
-            continue
-        fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(names)), 3.8))
-        ax.bar(range(len(names)), values, color="tab:blue")
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
-        ax.set(title=metric, ylabel=metric.split("/")[-1])
-        for i, v in enumerate(values):
-            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
-        fig.tight_layout()
-        file = f"{metric.replace('/', '_').replace('@', 'at')}.png"
-        fig.savefig(plots_dir / file, dpi=100)
-        plt.close(fig)
-        written.append(f"plots/{file}")
     return written
+
+
+def write_plots(results: dict, plots_dir: Path) -> list[str]:
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    claims = results.get("claims", [])
+    written = [plot_claims(claims, plots_dir), plot_learning_curves(results, plots_dir)]
+    written += [plot_method_claims(method, claims, plots_dir) for method in dict.fromkeys(c["method"] for c in claims)]
+    written += plot_accuracy_by_shots(results, plots_dir)
+    return [path for path in written if path]
 
 
 def _shown(value) -> str:
@@ -660,13 +1132,45 @@ def _shown(value) -> str:
     return str(value)
 
 
+def claims_markdown(claims: list[dict]) -> list[str]:
+    if not claims:
+        return []
+    held = sum(c["holds"] for c in claims)
+    lines = [
+        f"## Claims: {held} of {len(claims)} hold",
+        "",
+        "Each row compares a method with its control at equal budget on the same test items. '>' holds when the 95% "
+        f"interval of the difference is above 0, '≥' when it is above −{NON_INFERIORITY_MARGIN}. Intervals are paired "
+        "bootstraps over the test items (one training seed per run: they do not cover seed-to-seed variation).",
+        "",
+        "| method | claim | metric | method | control | difference [95% interval] | holds | interval |",
+        "|---|---|---|---:|---:|---|---|---|",
+    ]
+    for c in claims:
+        if c.get("status") != "measured":
+            lines.append(f"| {c['method']} | {c['claim']} | {c.get('metric', '')} | | | | **no** ({c['status']}) | |")
+            continue
+        if c.get("low") is None:
+            interval = f"{_shown(c['difference'])}"
+        else:
+            interval = f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
+        verdict = "**holds**" if c["holds"] else "**does not hold**"
+        lines.append(
+            f"| {c['method']} | {c['claim']} | {c['metric']} | {_shown(c['method_value'])} | "
+            f"{_shown(c['control_value'])} | {interval} | {verdict} | {c.get('interval', '')} |"
+        )
+    return [*lines, ""]
+
+
 def write_markdown(results: dict, path: Path) -> None:
     lines = [
         f"# hf-clipzoo bench — preset `{results['preset_name']}`, seed {results['seed']}",
         "",
-        "Every number below was measured by this run on the embedded synthetic world (held-out splits). "
-        f"Total time: {results['total_seconds']:.0f} s.",
+        "Every number below was measured by this run on the embedded synthetic world (held-out test splits). "
+        f"Starting models: {results.get('foundations', 'shipped foundations')}. "
+        f"Total time: {results['total_seconds']:.0f} s{'' if results.get('complete', True) else ' (stopped part-way: the methods below are those that finished)'}.",
         "",
+        *claims_markdown(results.get("claims", [])),
     ]
     for method, entry in results["methods"].items():
         lines.append(f"## {method}")
@@ -690,48 +1194,16 @@ def write_markdown(results: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_bench(preset: str = "quick", output_dir: str | Path = "bench_out", seed: int = 0, methods=None) -> dict:
-    """Run the baselines, then every implemented method (or only `methods`), and write the report.
-
-    A method whose run raises is recorded as failed (with the traceback in `results.json`) and the others still
-    run; the caller decides what a failure means (the CLI exits non-zero).
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
-    context = BenchContext(preset_name=preset, preset=PRESETS[preset], output_dir=Path(output_dir), seed=seed)
-    context.output_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-
-    implemented = {m["name"] for m in list_methods()}
-    order = ["clip", "siglip"] + [m for m in PLANNED_METHODS if m in BENCH_ENTRIES]
-    if methods:
-        unknown = set(methods) - set(BENCH_ENTRIES) - set(PLANNED_METHODS)
-        if unknown:
-            raise ValueError(
-                f"Unknown methods {sorted(unknown)}; expected some of {['clip', 'siglip', *PLANNED_METHODS]}."
-            )
-        order = ["clip"] + [m for m in order if m in methods and m != "clip"]  # every method starts from the baseline
-    results_methods: dict[str, dict] = {}
-    for name in tqdm(order, desc="bench", unit="method"):
-        if name not in ("clip", "siglip") and name not in implemented:
-            continue
-        try:
-            results_methods[name] = {"status": "ran", "rows": BENCH_ENTRIES[name](context)}
-        except Exception as error:  # one broken method must not hide the others' results
-            logger.exception("bench: %s failed", name)
-            results_methods[name] = {
-                "status": f"failed: {type(error).__name__}: {error}",
-                "traceback": traceback.format_exc(),
-            }
-    for name in PLANNED_METHODS:
-        if name not in results_methods and (not methods or name in methods):
-            reason = "not implemented yet" if name not in implemented else "implemented, but has no bench entry yet"
-            results_methods[name] = {"status": f"missing ({reason})"}
-
+def write_report(results_methods: dict, context: BenchContext, start: float, *, complete: bool, **extra) -> dict:
+    """results.json, results.md and plots/ for the methods that have finished (called after each method, so a run
+    stopped part-way leaves the report of what it measured, never the previous run's)."""
     results = {
-        "preset_name": preset,
+        "preset_name": context.preset_name,
         "preset": asdict(context.preset),
-        "seed": seed,
+        "seed": context.seed,
+        "complete": complete,
+        **extra,
+        "claims": compute_claims(results_methods, context),
         "methods": results_methods,
         # Chance for R@1 over the held-out images and for top-1 over the world's 64 classes.
         "chance": {
@@ -745,13 +1217,81 @@ def run_bench(preset: str = "quick", output_dir: str | Path = "bench_out", seed:
         "total_seconds": time.perf_counter() - start,
     }
     results["plots"] = write_plots(results, context.output_dir / "plots") + context.extra_plots
-    (context.output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    # Written through a temporary name: a reader never sees half a file.
+    for name, text in (("results.json", json.dumps(results, indent=2, default=str) + "\n"),):
+        tmp = context.output_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(context.output_dir / name)
     write_markdown(results, context.output_dir / "results.md")
     return results
 
 
+def run_bench(
+    preset: str = "quick",
+    output_dir: str | Path = "bench_out",
+    seed: int = 0,
+    methods=None,
+    from_scratch: bool = False,
+    foundations_dir: str | Path | None = None,
+) -> dict:
+    """Evaluate the shipped foundations, run every implemented method (or only `methods`) from them, and report.
+
+    With `from_scratch`, `hf-clipzoo foundations` first retrains the foundations into `<output_dir>/foundations`;
+    `foundations_dir` points at foundations built elsewhere (default: the repository's `foundations/`).
+    A method whose run raises is recorded as failed (with the traceback in `results.json`) and the others still
+    run; the caller decides what a failure means (the CLI exits non-zero).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
+    context = BenchContext(preset_name=preset, preset=PRESETS[preset], output_dir=Path(output_dir), seed=seed)
+    context.output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("results.json", "results.md"):  # never leave the previous run's report next to this one
+        (context.output_dir / stale).unlink(missing_ok=True)
+    start = time.perf_counter()
+    if foundations_dir is not None:
+        context.foundations_dir = Path(foundations_dir)
+    if from_scratch:
+        from .foundations import build_foundations
+
+        context.foundations_dir = context.output_dir / "foundations"
+        build_foundations(context.foundations_dir, context.output_dir / "foundations_work", seed=seed)
+    foundations = "retrained by this run (--from_scratch)" if from_scratch else f"from {context.foundations_dir}"
+
+    implemented = {m["name"] for m in list_methods()}
+    # SigLIP is not shipped: it trains from scratch only when asked for (`--methods siglip`).
+    order = ["clip"] + [m for m in PLANNED_METHODS if m in BENCH_ENTRIES]
+    if methods:
+        unknown = set(methods) - set(BENCH_ENTRIES) - set(PLANNED_METHODS)
+        if unknown:
+            raise ValueError(
+                f"Unknown methods {sorted(unknown)}; expected some of {['clip', 'siglip', *PLANNED_METHODS]}."
+            )
+        order = ["clip"] + [m for m in ["siglip", *order] if m in methods and m != "clip"]
+    results_methods: dict[str, dict] = {}
+    for name in tqdm(order, desc="bench", unit="method"):
+        if name not in ("clip", "siglip") and name not in implemented:
+            continue
+        try:
+            results_methods[name] = {"status": "ran", "rows": BENCH_ENTRIES[name](context)}
+        except Exception as error:  # one broken method must not hide the others' results
+            logger.exception("bench: %s failed", name)
+            results_methods[name] = {
+                "status": f"failed: {type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(),
+            }
+        write_report(results_methods, context, start, complete=False, foundations=foundations)
+    for name in PLANNED_METHODS:
+        if name not in results_methods and (not methods or name in methods):
+            reason = "not implemented yet" if name not in implemented else "implemented, but has no bench entry yet"
+            results_methods[name] = {"status": f"missing ({reason})"}
+    return write_report(results_methods, context, start, complete=True, foundations=foundations)
+
+
 __all__ = [
     "BENCH_COLUMNS",
+    "CLAIMS",
+    "claims_for",
+    "compute_claims",
     "BENCH_ENTRIES",
     "PRESETS",
     "BenchContext",

@@ -1,6 +1,6 @@
 """The `hf-clipzoo` command.
 
-hf-clipzoo bench [--preset smoke|quick|full] [--output_dir bench_out] [--seed 0] [--methods ape fff ...]
+hf-clipzoo bench [--preset smoke|quick|full] [--output_dir bench_out] [--seed 0] [--methods ape fff ...] [--from_scratch]
 hf-clipzoo foundations [--only clip groupvit diffusion] [--output_dir foundations] [--seed 0]
 hf-clipzoo eval --model PATH --dataset PATH --task zero-shot|retrieval|mmvp [...]
 hf-clipzoo caption --model BLIP_FOLDER --dataset PATH --output_dir OUT [--num_captions 5]
@@ -18,7 +18,10 @@ from pathlib import Path
 def _bench(args) -> int:
     from .bench import run_bench
 
-    results = run_bench(args.preset, args.output_dir, seed=args.seed, methods=args.methods)
+    results = run_bench(
+        args.preset, args.output_dir, seed=args.seed, methods=args.methods, from_scratch=args.from_scratch,
+        foundations_dir=args.foundations_dir,
+    )  # fmt: skip
     print((Path(args.output_dir) / "results.md").read_text())
     print(f"Wrote {args.output_dir}/results.md, results.json and plots/ in {results['total_seconds']:.0f} s.")
     failed = [name for name, entry in results["methods"].items() if entry["status"].startswith("failed")]
@@ -85,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--output_dir", default="bench_out", help="Where results.md, results.json and plots go.")
     bench.add_argument("--seed", type=int, default=0, help="Seed of the world, the data order and the models.")
     bench.add_argument("--methods", nargs="+", default=None, help="Only these methods (the baseline always runs).")
+    bench.add_argument(
+        "--foundations_dir", default=None, help="Foundations built elsewhere (default: the repository's)."
+    )
+    bench.add_argument(
+        "--from_scratch",
+        action="store_true",
+        help="Retrain the foundations (hf-clipzoo foundations) into <output_dir>/foundations instead of using the "
+        "shipped ones (about an hour on 2 CPU cores).",
+    )
     bench.set_defaults(func=_bench)
 
     foundations = sub.add_parser(

@@ -196,53 +196,23 @@ def validate_foundation(spec: FoundationSpec, model_dir: Path, seed: int = 0) ->
         from .models.diva.diffusion import validate_diffusion_folder
 
         return validate_diffusion_folder(model_dir, seed=seed, caption_column="long_caption", eval_size=256)
-    import torch
-    from transformers import AutoModel, AutoProcessor
+    from .training.image_text import evaluate_world_image_text
 
-    from .data.synthetic import CLASSIFICATION_TEMPLATES, WorldConfig, make_classification, make_scenes
-    from .eval.retrieval import evaluate_retrieval
-    from .eval.zero_shot import evaluate_zero_shot
-
-    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
-    processor = AutoProcessor.from_pretrained(model_dir)
-    world = WorldConfig(seed=seed, image_size=model.config.vision_config.image_size)
-    metrics = {}
-    scenes = make_scenes(512, split="val", config=world)
-    retrieval = evaluate_retrieval(model, processor, scenes, caption_column="long_caption")
-    metrics.update({f"retrieval/{k}": v for k, v in retrieval.items() if isinstance(v, float)})
-    classification = make_classification(10, split="val", config=world)
-    zero_shot = evaluate_zero_shot(model, processor, classification, templates=CLASSIFICATION_TEMPLATES)
-    metrics.update({f"zero_shot/{k}": v for k, v in zero_shot.items() if isinstance(v, float)})
+    metrics = evaluate_world_image_text(model_dir, split="val", seed=seed, eval_size=512, classes_per_split=10)
     if spec.name == "groupvit":
-        metrics.update(groupvit_segmentation(model, processor, scenes, num_images=64))
+        import torch
+        from transformers import AutoModel, AutoProcessor
+
+        from .data.synthetic import WorldConfig, make_scenes
+        from .eval.segmentation import evaluate_world_segmentation
+
+        model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+        processor = AutoProcessor.from_pretrained(model_dir)
+        world = WorldConfig(seed=seed, image_size=model.config.vision_config.image_size)
+        scenes = make_scenes(64, split="val", config=world)
+        result = evaluate_world_segmentation(model, processor, scenes, num_images=64)
+        metrics.update({f"segmentation/{k}": v for k, v in result.items() if isinstance(v, float)})
     return {k: v for k, v in metrics.items() if k in spec.validation_metrics}
-
-
-def groupvit_segmentation(model, processor, scenes, num_images: int, bg_thresh: float = 0.95) -> dict[str, float]:
-    """GroupViT's zero-shot segmentation of `scenes` (official protocol scaled to the model's input size, as in
-    `training_scripts/groupvit.py`): mIoU, pixel accuracy, and the mIoU of predicting background everywhere."""
-    import numpy as np
-
-    from .data.synthetic import SEGMENTATION_CLASSES
-    from .eval.metrics import mean_iou
-
-    size = model.config.vision_config.image_size
-    predictions, references = [], []
-    for row in scenes.select(range(min(num_images, len(scenes)))):
-        predictions.append(
-            processor.segment(
-                model, row["image"], list(SEGMENTATION_CLASSES[1:]), crop_size=size, stride=size // 2,
-                short_side=size, bg_thresh=bg_thresh,
-            ).cpu().numpy()
-        )  # fmt: skip
-        references.append(np.asarray(row["semantic_mask"], dtype=np.int64))
-    result = mean_iou(predictions, references, num_labels=len(SEGMENTATION_CLASSES))
-    background = mean_iou([np.zeros_like(r) for r in references], references, num_labels=len(SEGMENTATION_CLASSES))
-    return {
-        "segmentation/mean_iou": result["mean_iou"],
-        "segmentation/overall_accuracy": result["overall_accuracy"],
-        "segmentation/all_background_mean_iou": background["mean_iou"],
-    }
 
 
 def build_foundations(

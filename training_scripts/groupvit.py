@@ -30,13 +30,12 @@ import random
 import zlib
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from hf_clipzoo.eval.metrics import mean_iou, segmentation_confusion_matrix
-from hf_clipzoo.eval.outcomes import mean_iou_statistic, save_outcomes
+from hf_clipzoo.eval.outcomes import save_outcomes
+from hf_clipzoo.eval.segmentation import evaluate_world_segmentation
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.losses.contrastive import clamp_logit_scale_
 from hf_clipzoo.models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, ZooGroupViTProcessor
@@ -149,37 +148,16 @@ def add_prompts(batch: dict, processor, num_prompts: int, seed: int, device) -> 
 
 
 @torch.no_grad()
-def evaluate_segmentation(args, model, processor, dataset) -> dict[str, float]:
-    """Official zero-shot segmentation protocol on world scenes, scaled to the model's input size (crop = image size,
-    stride = half of it, short side = image size); mIoU over background + the shape classes."""
-    from hf_clipzoo.data.synthetic import SEGMENTATION_CLASSES
-
-    count = min(args.num_segmentation_eval_images, len(dataset))
-    if count == 0:
+def evaluate_segmentation(args, model, processor, dataset) -> dict:
+    """Zero-shot segmentation mIoU of the first `--num_segmentation_eval_images` scenes (`evaluate_world_segmentation`)."""
+    if min(args.num_segmentation_eval_images, len(dataset)) == 0:
         return {}
-    size = model.config.vision_config.image_size
-    predictions, references = [], []
-    for row in dataset.select(range(count)):
-        predictions.append(
-            processor.segment(
-                model, row[args.image_column], list(SEGMENTATION_CLASSES[1:]), crop_size=size, stride=size // 2,
-                short_side=size, bg_thresh=args.bg_thresh,
-            ).cpu().numpy()
-        )  # fmt: skip
-        references.append(np.asarray(row["semantic_mask"], dtype=np.int64))
-    result = mean_iou(predictions, references, num_labels=len(SEGMENTATION_CLASSES))
-    # Per-image confusion matrices: the bench's paired bootstrap over images recomputes the dataset-level mIoU.
-    confusions = [
-        segmentation_confusion_matrix(p, r, len(SEGMENTATION_CLASSES)).ravel() for p, r in zip(predictions, references)
-    ]
-    all_background = [
-        segmentation_confusion_matrix(np.zeros_like(r), r, len(SEGMENTATION_CLASSES)).ravel() for r in references
-    ]
+    result = evaluate_world_segmentation(model, processor, dataset, args.num_segmentation_eval_images, args.bg_thresh)
     return {
-        "segmentation/confusion": confusions,
         "segmentation/mean_iou": result["mean_iou"],
         "segmentation/overall_accuracy": result["overall_accuracy"],
-        "segmentation/all_background_mean_iou": mean_iou_statistic(np.asarray(all_background)),
+        "segmentation/all_background_mean_iou": result["all_background_mean_iou"],
+        "segmentation/confusion": result["confusions"],
     }
 
 
@@ -188,8 +166,8 @@ def evaluate(args, accelerator, model, processor, data) -> dict[str, float]:
     if data.evaluation is not None and "semantic_mask" in data.evaluation.column_names:
         model.eval()
         seg = evaluate_segmentation(args, accelerator.unwrap_model(model), processor, data.evaluation)
-        confusions = seg.pop("segmentation/confusion")
-        if accelerator.is_main_process:
+        confusions = seg.pop("segmentation/confusion", None)
+        if confusions is not None and accelerator.is_main_process:
             save_outcomes(args.output_dir, {"segmentation/confusion": confusions})
         # Every process computes the same numbers on the same scenes (cheap at this scale); no gather needed.
         metrics.update(seg)

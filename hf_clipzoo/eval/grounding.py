@@ -99,7 +99,7 @@ def evaluate_patch_grounding(
     template: str = "a photo of a {}.",
     background_threshold: float = 0.5,
     batch_size: int = 32,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Pointing-game accuracy and mIoU of text–patch similarity (see the module docstring).
 
     Args:
@@ -111,8 +111,9 @@ def evaluate_patch_grounding(
         background_threshold: in [0, 1].
 
     Returns:
-        `{"pointing_accuracy", "pointing_chance", "mean_iou", "num_images", "num_objects"}`; `pointing_chance` is
-        the mean area fraction of the objects (what a random pixel scores).
+        `{"pointing_accuracy", "pointing_chance", "mean_iou", "num_images", "num_objects", "pointing_hits"}`;
+        `pointing_chance` is the mean area fraction of the objects (what a random pixel scores), `pointing_hits`
+        the 0/1 outcome of every (image, class present) pair in dataset order.
     """
     if not 0.0 <= background_threshold <= 1.0:
         raise ValueError(f"`background_threshold` must be in [0, 1], got {background_threshold}.")
@@ -130,6 +131,7 @@ def evaluate_patch_grounding(
     num_labels = len(class_names) + 1
     confusion = np.zeros((num_labels, num_labels), dtype=np.int64)
     hits = objects = 0
+    point_hits: list[int] = []  # per (image, class present) pair, in dataset order: what a bootstrap resamples
     area = 0.0  # the pointing game's chance level: a uniformly random pixel lands in the object
     for start in range(0, len(dataset), batch_size):
         rows = dataset[start : start + batch_size]
@@ -147,7 +149,9 @@ def evaluate_patch_grounding(
             prediction, argmax_pixels = ground_with_labels(maps, present, background_threshold)
             confusion += segmentation_confusion_matrix(prediction, mask, num_labels)
             for class_id, pixel in argmax_pixels.items():
-                hits += int(mask.reshape(-1)[pixel] == class_id)
+                hit = int(mask.reshape(-1)[pixel] == class_id)
+                hits += hit
+                point_hits.append(hit)
                 area += float((mask == class_id).mean())
                 objects += 1
     if was_training:
@@ -158,6 +162,7 @@ def evaluate_patch_grounding(
         "mean_iou": mean_iou_from_confusion_matrix(confusion)["mean_iou"],
         "num_images": len(dataset),
         "num_objects": objects,
+        "pointing_hits": point_hits,
     }
 
 

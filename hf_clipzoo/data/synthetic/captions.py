@@ -202,3 +202,40 @@ def false_negative_rate(captions: Sequence[str], batch_size: int = 256, seed: in
             hits += int((counts * (counts - 1)).sum())
             total += len(batch) * (len(batch) - 1)
     return hits / total
+
+
+_SIZE_WORDS = frozenset(word for key in ("small", "medium", "large") for word in SYNONYMS[key])
+
+
+def caption_is_true(caption: str, objects: Sequence[dict], background: dict | None = None) -> bool:
+    """Whether `caption` (any of the world's texts) is true of a scene given its `objects` / `background` columns.
+
+    The world's ground truth for "which pairs really match", used to score FFF's mined positives. A caption is true
+    when every object it names (colour + shape, or a shape alone) is in the scene, a count it states ("three shapes")
+    equals the number of objects, and a background colour it names is the scene's. Generic alt-text ("image",
+    "shapes", ...) is true of every scene. Sizes, positions, orientations and relations are not checked, so this is
+    an upper bound on truth for the pseudo-captions that state them (the short alt-text never does).
+    """
+    from .vocab import BACKGROUND_COLOURS, SHAPES
+
+    words = [w.strip(".,;:!?").lower() for w in caption.split()]
+    present = {(o["colour"], o["shape"]) for o in objects}
+    shapes = {o["shape"] for o in objects}
+    for index, word in enumerate(words):
+        stem = word[:-1] if word.endswith("s") and word[:-1] in SHAPES else word
+        if stem in SHAPES:
+            before = [w for w in words[max(0, index - 3) : index] if w not in _SIZE_WORDS]
+            colour = before[-1] if before and before[-1] in COLOURS else None
+            if (colour is not None and (colour, stem) not in present) or stem not in shapes:
+                return False
+        elif word in ("background", "backgrounds") and background is not None and index > 0:
+            before = " ".join(words[max(0, index - 4) : index])
+            named = [c for c in BACKGROUND_COLOURS if before == c or before.endswith(" " + c)]
+            if named and max(named, key=len) != background.get("colour"):
+                return False
+        elif word in NUMBER_WORDS and index + 1 < len(words):
+            noun = words[index + 1]
+            if noun in SYNONYMS["shapes"] or noun in ("shape", "object"):
+                if NUMBER_WORDS.index(word) != len(objects):
+                    return False
+    return True
