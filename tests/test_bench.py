@@ -2,22 +2,37 @@
 
 import json
 
+import pytest
+
 from hf_clipzoo import bench
 from hf_clipzoo.cli import main as cli_main
 from hf_clipzoo.registry import PLANNED_METHODS
 
 
-def test_smoke_bench_through_the_cli(tmp_path, capsys):
-    out = tmp_path / "bench"
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "bench"
     assert cli_main(["bench", "--preset", "smoke", "--output_dir", str(out)]) == 0
+    return out
+
+
+def test_smoke_bench_through_the_cli(smoke_run):
+    out = smoke_run
     results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is True
     methods = results["methods"]
-    assert methods["clip"]["status"] == "ran" and methods["siglip"]["status"] == "ran"
-    baseline = methods["clip"]["rows"]["CLIP (InfoNCE)"]
-    for key in ("zero_shot/top1_accuracy", "train/loss"):
-        assert key in baseline["metrics"], sorted(baseline["metrics"])
+    assert methods["clip"]["status"] == "ran"
+    baseline = methods["clip"]["rows"]["CLIP (InfoNCE), shipped foundation"]
+    assert "zero_shot/top1_accuracy" in baseline["metrics"], sorted(baseline["metrics"])
     assert any(k.startswith("retrieval/") for k in baseline["metrics"])
-    assert (out / "clip" / "final" / "model.safetensors").is_file()
+    # Every claim is in the table: measured with an interval, or marked as not measured — never silently absent.
+    claims = results["claims"]
+    assert {c["method"] for c in claims} == set(bench.CLAIMS)
+    for claim in claims:
+        assert claim["status"] == "measured", claim
+        assert isinstance(claim["holds"], bool)
+        if claim["low"] is not None:
+            assert claim["low"] <= claim["difference"] <= claim["high"], claim
     # Every planned method is accounted for: it ran, failed visibly, or is listed as missing — never silently absent.
     for name in PLANNED_METHODS:
         assert name in methods, name
@@ -25,9 +40,44 @@ def test_smoke_bench_through_the_cli(tmp_path, capsys):
             "status"
         ]
     report = (out / "results.md").read_text()
-    assert "## clip" in report and "zero_shot/top1_accuracy" in report
-    assert (out / "plots" / "learning_curves.png").stat().st_size > 1000
-    assert "results.md" in capsys.readouterr().out
+    assert "## Claims:" in report and "## clip" in report and "zero_shot/top1_accuracy" in report
+    for plot in ("learning_curves.png", "claims.png", "fff_claims.png"):
+        assert (out / "plots" / plot).stat().st_size > 1000, plot
+
+
+def _without_timings(value):
+    """results.json minus what a clock measures (seconds, step times, peak memory)."""
+    timed = ("seconds", "total_seconds", "train/step_seconds", "train/peak_memory_mb")
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in timed and k != "curve"}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_the_same_seed_gives_the_same_results(smoke_run, tmp_path):
+    again = tmp_path / "again"
+    assert cli_main(["bench", "--preset", "smoke", "--output_dir", str(again)]) == 0
+    first = json.loads((smoke_run / "results.json").read_text())
+    second = json.loads((again / "results.json").read_text())
+    first, second = _without_timings(first), _without_timings(second)
+    # Paths differ between the two output folders; everything measured must not.
+    text_a = json.dumps(first, sort_keys=True).replace(str(smoke_run), "OUT")
+    text_b = json.dumps(second, sort_keys=True).replace(str(again), "OUT")
+    assert text_a == text_b
+
+
+def test_a_run_stopped_part_way_leaves_the_report_of_what_finished(tmp_path, monkeypatch):
+    def interrupted(context):
+        raise KeyboardInterrupt
+
+    (tmp_path / "results.md").write_text("a previous run's report")
+    monkeypatch.setitem(bench.BENCH_ENTRIES, "fff", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_bench("smoke", tmp_path, methods=["fff"])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["complete"] is False and results["methods"]["clip"]["status"] == "ran"
+    assert "previous run" not in (tmp_path / "results.md").read_text()
 
 
 def test_a_failing_method_is_reported_and_the_cli_fails(tmp_path, monkeypatch):

@@ -73,6 +73,7 @@ def zero_shot_accuracy(
     labels: Any,
     num_classes: int | None = None,
     top_k: Sequence[int] = (1, 5),
+    return_per_sample: bool = False,
 ) -> dict[str, Any]:
     """Top-k and mean-per-class accuracy of a classifier.
 
@@ -84,6 +85,7 @@ def zero_shot_accuracy(
             required to be at least `max(ids) + 1` when ids are given (defaults to that).
         top_k: which top-k accuracies to report. With scores, `k` is reported when `k <= C`; with predicted ids only
             top-1 exists.
+        return_per_sample: also return `"top1_correct"`, the per-sample 0/1 hits in input order.
 
     Returns:
         `{"top1_accuracy", "top5_accuracy" (when scores with C >= 5), "mean_per_class_accuracy",
@@ -135,8 +137,8 @@ def zero_shot_accuracy(
     results["mean_per_class_accuracy"] = float(np.nanmean(per_class))
     results["per_class_accuracy"] = per_class.tolist()
     results["num_samples"] = int(labels.shape[0])
-    # Per-sample top-1 hits, in input order: what a paired bootstrap between two models resamples.
-    results["top1_correct"] = (ranks < 1).astype(np.int64).tolist()
+    if return_per_sample:  # what a paired bootstrap between two models resamples
+        results["top1_correct"] = (ranks < 1).astype(np.int64).tolist()
     return results
 
 
@@ -161,6 +163,7 @@ def retrieval_recall(
     text_to_image: Any | None = None,
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int = 1024,
+    return_ranks: bool = False,
 ) -> dict[str, Any]:
     """Recall@k for image-to-text and text-to-image retrieval, with several captions per image.
 
@@ -171,10 +174,11 @@ def retrieval_recall(
             (5 captions per image) pass e.g. `[0, 0, 0, 0, 0, 1, 1, ...]`.
         ks: the `k`s to report.
         chunk_size: images processed at once (bounds memory at `chunk_size * N_txt` booleans).
+        return_ranks: also return the per-query ranks (0 = the positive is first) `"image_to_text_ranks"` and
+            `"text_to_image_ranks"`, in query order.
 
     Returns:
-        `{"image_to_text_R@k": ..., "text_to_image_R@k": ...}` for every `k` in `ks`, and the per-query ranks
-        `"image_to_text_ranks"` / `"text_to_image_ranks"` (lists of ints).
+        `{"image_to_text_R@k": ..., "text_to_image_R@k": ...}` for every `k` in `ks`.
 
     Protocol (the one of CLIP / ALBEF / open_clip's retrieval code): an image query is correct at `k` when its *best*
     ranked ground-truth caption is in the top `k`; a caption query is correct at `k` when its image is in the top `k`.
@@ -242,9 +246,9 @@ def retrieval_recall(
         results[f"image_to_text_R@{k}"] = float((i2t_ranks < k).double().mean())
     for k in ks:
         results[f"text_to_image_R@{k}"] = float((t2i_ranks < k).double().mean())
-    # Per-query ranks (0 = the positive is first), in query order: what a paired bootstrap resamples.
-    results["image_to_text_ranks"] = i2t_ranks.cpu().tolist()
-    results["text_to_image_ranks"] = t2i_ranks.cpu().tolist()
+    if return_ranks:  # what a paired bootstrap between two models resamples
+        results["image_to_text_ranks"] = i2t_ranks.cpu().tolist()
+        results["text_to_image_ranks"] = t2i_ranks.cpu().tolist()
     return results
 
 

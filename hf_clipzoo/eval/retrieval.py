@@ -43,6 +43,7 @@ def evaluate_retrieval(
     device: torch.device | None = None,
     accelerator: Any | None = None,
     tokenizer: Callable | None = None,
+    return_ranks: bool = False,
 ) -> dict[str, Any]:
     """Recall@k for image-to-text and text-to-image retrieval over the whole dataset.
 
@@ -58,6 +59,7 @@ def evaluate_retrieval(
         device: where to run; defaults to the model's device (or the accelerator's).
         accelerator: an optional `accelerate.Accelerator`; work is sharded and embeddings gathered in order.
         tokenizer: the text tokenizer when `processor` only handles images (defaults to `processor`).
+        return_ranks: also return the per-query ranks (for a paired bootstrap).
 
     Returns:
         `{"image_to_text_R@k", "text_to_image_R@k" for each k, "num_images", "num_texts"}`; ties are counted
@@ -79,7 +81,7 @@ def evaluate_retrieval(
 
     image_embeddings = map_batches(len(images), batch_size, embed_images, accelerator)["embeddings"]
     text_embeddings = map_batches(len(texts), batch_size, embed_texts, accelerator)["embeddings"]
-    results = retrieval_recall(image_embeddings @ text_embeddings.T, text_to_image, ks=ks)
+    results = retrieval_recall(image_embeddings @ text_embeddings.T, text_to_image, ks=ks, return_ranks=return_ranks)
     results["num_images"] = len(images)
     results["num_texts"] = len(texts)
     return results

@@ -197,6 +197,7 @@ def evaluate_zero_shot(
     device: torch.device | None = None,
     accelerator: Any | None = None,
     tokenizer: Callable | None = None,
+    return_per_sample: bool = False,
 ) -> dict[str, Any]:
     """Zero-shot top-1 / top-5 / mean-per-class accuracy of a dual encoder on an image classification dataset.
 
@@ -212,6 +213,7 @@ def evaluate_zero_shot(
         accelerator: an optional `accelerate.Accelerator`; the dataset is sharded over its processes and the
             logits gathered, giving the same numbers as one process.
         tokenizer: the text tokenizer when `processor` only handles images (defaults to `processor`).
+        return_per_sample: also return the per-image hits `"top1_correct"` (for a paired bootstrap).
 
     Returns:
         The dict of :func:`hf_clipzoo.eval.metrics.zero_shot_accuracy` (`top1_accuracy`, `top5_accuracy` when there
@@ -241,4 +243,6 @@ def evaluate_zero_shot(
         }
 
     outputs = map_batches(len(subset), batch_size, score_batch, accelerator)
-    return zero_shot_accuracy(outputs["logits"], outputs["labels"], num_classes=len(class_names))
+    return zero_shot_accuracy(
+        outputs["logits"], outputs["labels"], num_classes=len(class_names), return_per_sample=return_per_sample
+    )

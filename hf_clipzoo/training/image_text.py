@@ -129,6 +129,7 @@ def evaluate_image_text(
         result = evaluate_retrieval(
             unwrapped, processor, data.evaluation, image_column=args.image_column,
             caption_column=args.eval_caption_column or args.caption_column, accelerator=accelerator,
+            return_ranks=True,
         )  # fmt: skip
         metrics.update({f"retrieval/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
         outcomes[f"retrieval{tag}/image_to_text_ranks"] = result["image_to_text_ranks"]
@@ -136,7 +137,7 @@ def evaluate_image_text(
     if data.zero_shot is not None:
         result = evaluate_zero_shot(
             unwrapped, processor, data.zero_shot["dataset"], class_names=data.zero_shot["class_names"],
-            templates=data.zero_shot["templates"], accelerator=accelerator,
+            templates=data.zero_shot["templates"], accelerator=accelerator, return_per_sample=True,
         )  # fmt: skip
         metrics.update({f"zero_shot/{k}": v for k, v in result.items() if isinstance(v, (int, float))})
         outcomes[f"zero_shot{tag}/top1_correct"] = result["top1_correct"]
@@ -161,11 +162,15 @@ def evaluate_world_image_text(
     processor = AutoProcessor.from_pretrained(model_dir)
     world = WorldConfig(seed=seed, image_size=model.config.vision_config.image_size)
     retrieval = evaluate_retrieval(
-        model, processor, make_scenes(eval_size, split=split, config=world), caption_column="long_caption"
+        model,
+        processor,
+        make_scenes(eval_size, split=split, config=world),
+        caption_column="long_caption",
+        return_ranks=True,
     )
     zero_shot = evaluate_zero_shot(
         model, processor, make_classification(classes_per_split, split=split, config=world),
-        templates=CLASSIFICATION_TEMPLATES,
+        templates=CLASSIFICATION_TEMPLATES, return_per_sample=True,
     )  # fmt: skip
     metrics = {f"retrieval/{k}": v for k, v in retrieval.items() if isinstance(v, (int, float))}
     metrics.update({f"zero_shot/{k}": v for k, v in zero_shot.items() if isinstance(v, (int, float))})

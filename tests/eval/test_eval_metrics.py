@@ -339,6 +339,7 @@ def test_mmvp_hand_computed_with_official_tie_rule():
         "average_accuracy": 0.5,
         "pair_accuracy": 0.5,
         "num_pairs": 4,
+        "pair_correct": [1, 0, 0, 1],
     }
 
 

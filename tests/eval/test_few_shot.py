@@ -173,7 +173,8 @@ def test_evaluate_episodes_known_toy():
     # Episode accuracies 1, 0.5, 0.5, 0 -> mean 0.5, sample std sqrt(0.5 / 3), ci = 1.96 * std / 2.
     answers = {0: [0, 1], 1: [0, 0], 2: [1, 1], 3: [1, 0]}
     result = evaluate_episodes(lambda e: answers[int(e.class_ids[0])], episodes)
-    assert set(result) == {"accuracy", "ci95", "num_episodes"}
+    assert set(result) == {"accuracy", "ci95", "num_episodes", "per_episode"}
+    assert result["per_episode"] == [1.0, 0.5, 0.5, 0.0]
     assert result["accuracy"] == pytest.approx(0.5)
     assert result["ci95"] == pytest.approx(1.96 * math.sqrt(0.5 / 3) / 2)
     assert result["num_episodes"] == 4
@@ -181,7 +182,7 @@ def test_evaluate_episodes_known_toy():
     logits = {k: torch.nn.functional.one_hot(torch.tensor(v), 2).float() for k, v in answers.items()}
     assert evaluate_episodes(lambda e: logits[int(e.class_ids[0])], episodes) == result
     perfect = evaluate_episodes(lambda e: e.query_labels, episodes)
-    assert perfect == {"accuracy": 1.0, "ci95": 0.0, "num_episodes": 4}
+    assert perfect == {"accuracy": 1.0, "ci95": 0.0, "num_episodes": 4, "per_episode": [1.0] * 4}
     single = evaluate_episodes(lambda e: e.query_labels, episodes[:1])
     assert single["accuracy"] == 1.0 and math.isnan(single["ci95"])
 
@@ -198,7 +199,7 @@ def test_evaluate_episodes_with_the_sampler_and_an_oracle_on_features():
         return -otam_distance(cosine_frame_distances(features[episode.query_indices], protos))
 
     result = evaluate_episodes(predict, EpisodeSampler(labels, way=5, shot=2, query=2, seed=0, num_episodes=8))
-    assert result == {"accuracy": 1.0, "ci95": 0.0, "num_episodes": 8}
+    assert result == {"accuracy": 1.0, "ci95": 0.0, "num_episodes": 8, "per_episode": [1.0] * 8}
 
 
 def test_evaluate_episodes_errors():

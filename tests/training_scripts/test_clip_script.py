@@ -162,3 +162,21 @@ def test_push_to_hub_at_the_end(tmp_path, fake_hub):
     assert b"model-index" in files["README.md"]
     model = AutoModel.from_pretrained("org/clip-world-micro")
     assert type(model).__name__ == "ZooCLIPModel"
+
+
+def test_stop_after_step_then_resume_equals_one_uninterrupted_run(tmp_path):
+    # The foundations' early checkpoint and split sessions rely on this: stopping at step 3 (schedule still set by
+    # --max_train_steps) and resuming gives the weights of a run that never stopped.
+    script = load_training_script("clip")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    script.main(TINY_RUN + ["--output_dir", str(straight), "--max_train_steps", "6"])
+    stopped = script.main(TINY_RUN + ["--output_dir", str(split), "--max_train_steps", "6", "--stop_after_step", "3"])
+    assert stopped["step"] == 3 and not (split / "final").exists()
+    assert (split / "checkpoint-3" / "model.safetensors").is_file()
+    script.main(
+        TINY_RUN + ["--output_dir", str(split), "--max_train_steps", "6", "--resume_from_checkpoint", "latest"]
+    )
+    a, b = load_file(straight / "final" / "model.safetensors"), load_file(split / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SystemExit):
+        script.main(TINY_RUN + ["--output_dir", str(split), "--stop_after_step", "0"])
