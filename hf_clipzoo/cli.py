@@ -2,6 +2,7 @@
 
 hf-clipzoo bench [--preset smoke|quick|full] [--output_dir bench_out] [--seed 0] [--methods ape fff ...] [--from_scratch]
 hf-clipzoo foundations [--only clip groupvit diffusion] [--output_dir foundations] [--seed 0]
+hf-clipzoo report bench_out/results.json [--readme README.md --plots_prefix docs/bench/]
 hf-clipzoo eval --model PATH --dataset PATH --task zero-shot|retrieval|mmvp [...]
 hf-clipzoo caption --model BLIP_FOLDER --dataset PATH --output_dir OUT [--num_captions 5]
 hf-clipzoo list
@@ -39,6 +40,17 @@ def _foundations(args) -> int:
     for name, entry in manifest["foundations"].items():
         print(f"{name}: {json.dumps(entry['validation'])}")
     print(f"Wrote {output_dir} and its manifest.json.")
+    return 0
+
+
+def _report(args) -> int:
+    from .bench import readme_results_block, update_readme
+
+    if args.readme:
+        changed = update_readme(args.results, args.readme, plots_prefix=args.plots_prefix)
+        print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
+    else:
+        print(readme_results_block(json.loads(Path(args.results).read_text()), args.plots_prefix))
     return 0
 
 
@@ -107,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     foundations.add_argument("--seed", type=int, default=0, help="Seed of the world and of every run.")
     foundations.add_argument("--only", nargs="+", default=None, help="Only these foundations (clip, groupvit, ...).")
     foundations.set_defaults(func=_foundations)
+
+    report = sub.add_parser("report", help="Print (or write into the README) the claims of a bench run.")
+    report.add_argument("results", help="A bench run's results.json.")
+    report.add_argument("--readme", default=None, help="Rewrite this file's bench-results block instead of printing.")
+    report.add_argument("--plots_prefix", default="", help="Path of the run's folder as seen from the README.")
+    report.set_defaults(func=_report)
 
     evaluate = sub.add_parser("eval", help="Evaluate a saved model on a dataset.")
     evaluate.add_argument("--model", required=True, help="A saved model folder (or Hub id in the local cache).")

@@ -85,7 +85,8 @@ def zero_shot_accuracy(
             required to be at least `max(ids) + 1` when ids are given (defaults to that).
         top_k: which top-k accuracies to report. With scores, `k` is reported when `k <= C`; with predicted ids only
             top-1 exists.
-        return_per_sample: also return `"top1_correct"`, the per-sample 0/1 hits in input order.
+        return_per_sample: also return `"top1_correct"`, the per-sample 0/1 hits in input order (and, with scores,
+            `"top1_prediction"`, the arg-max class of each sample).
 
     Returns:
         `{"top1_accuracy", "top5_accuracy" (when scores with C >= 5), "mean_per_class_accuracy",
@@ -139,6 +140,8 @@ def zero_shot_accuracy(
     results["num_samples"] = int(labels.shape[0])
     if return_per_sample:  # what a paired bootstrap between two models resamples
         results["top1_correct"] = (ranks < 1).astype(np.int64).tolist()
+        if scores.ndim == 2:
+            results["top1_prediction"] = scores.argmax(axis=1).astype(np.int64).tolist()
     return results
 
 

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 import datasets
+import numpy as np
 
 from ..data.loading import load_image_text_dataset
 from ..eval.outcomes import save_outcomes
@@ -157,6 +158,7 @@ def evaluate_world_image_text(
     from transformers import AutoModel, AutoProcessor
 
     from ..data.synthetic import CLASSIFICATION_TEMPLATES, WorldConfig, make_classification, make_scenes
+    from ..data.synthetic.vocab import SHAPES
 
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
@@ -168,12 +170,19 @@ def evaluate_world_image_text(
         caption_column="long_caption",
         return_ranks=True,
     )
+    classification = make_classification(classes_per_split, split=split, config=world)
     zero_shot = evaluate_zero_shot(
-        model, processor, make_classification(classes_per_split, split=split, config=world),
+        model, processor, classification,
         templates=CLASSIFICATION_TEMPLATES, return_per_sample=True,
     )  # fmt: skip
     metrics = {f"retrieval/{k}": v for k, v in retrieval.items() if isinstance(v, (int, float))}
     metrics.update({f"zero_shot/{k}": v for k, v in zero_shot.items() if isinstance(v, (int, float))})
+    # The world's classes are colour x shape (label = 8 * colour + shape): which of the two the model gets right.
+    labels = np.asarray(classification["label"])
+    predictions = np.asarray(zero_shot["top1_prediction"])
+    num_shapes = len(SHAPES)
+    metrics["zero_shot/colour_accuracy"] = float(np.mean(predictions // num_shapes == labels // num_shapes))
+    metrics["zero_shot/shape_accuracy"] = float(np.mean(predictions % num_shapes == labels % num_shapes))
     if output_dir is not None:
         save_outcomes(
             output_dir,
