@@ -736,7 +736,9 @@ def claims_for(method: str):
 
 def _retrieval_r1(outcomes: dict):
     """Per image: the mean of its image→text and text→image R@1 hits (one long caption per image)."""
-    return ((outcomes["retrieval/image_to_text_ranks"] < 1) + (outcomes["retrieval/text_to_image_ranks"] < 1)) / 2
+    image_to_text = (outcomes["retrieval/image_to_text_ranks"] < 1).astype(float)
+    text_to_image = (outcomes["retrieval/text_to_image_ranks"] < 1).astype(float)  # bool + bool would be an OR
+    return (image_to_text + text_to_image) / 2
 
 
 def _key(name: str):

@@ -14,7 +14,10 @@ from hf_clipzoo.foundations import (
     verify_foundations,
 )
 
-MAX_SHIPPED_BYTES = 40 * 1024 * 1024
+# The budget was 40 MB; three towers that each carry CLIP's 49,408-token embedding (+ a 3.6 MB tokenizer.json
+# per folder, stored once by git) come to 51 MiB on disk, 47 MiB of distinct content. The test pins what is shipped
+# so that growth is a decision, not an accident.
+MAX_SHIPPED_BYTES = 52 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,7 @@ def test_every_shipped_file_matches_its_manifest_entry(manifest):
     assert set(manifest["foundations"]) == set(FOUNDATIONS)
     size = sum(p.stat().st_size for p in FOUNDATIONS_DIR.rglob("*") if p.is_file())
     assert size <= MAX_SHIPPED_BYTES, f"foundations/ holds {size / 2**20:.1f} MiB"
+    assert not list(FOUNDATIONS_DIR.rglob("*.bin")) and not list(FOUNDATIONS_DIR.rglob("*.pt"))  # safetensors only
 
 
 def test_the_manifest_says_how_each_foundation_was_made(manifest):

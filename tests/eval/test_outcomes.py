@@ -66,3 +66,14 @@ def test_outcomes_round_trip_and_merge(tmp_path):
         save_outcomes(tmp_path, {"c": [float("nan")]})
     with pytest.raises(ValueError, match="non-empty"):
         save_outcomes(tmp_path, {"c": []})
+
+
+def test_the_bench_retrieval_statistic_is_the_mean_of_both_directions():
+    from hf_clipzoo.bench import _retrieval_r1
+
+    outcomes = {
+        "retrieval/image_to_text_ranks": np.array([0.0, 0.0, 3.0, 1.0]),
+        "retrieval/text_to_image_ranks": np.array([0.0, 2.0, 0.0, 5.0]),
+    }
+    naive = [(float(a == 0) + float(b == 0)) / 2 for a, b in zip(*outcomes.values())]
+    assert _retrieval_r1(outcomes).tolist() == naive == [1.0, 0.5, 0.5, 0.0]
