@@ -331,8 +331,8 @@ def mining_quality(model_dir: Path, run_dir: Path, context: BenchContext) -> dic
                 texts.append(text)
                 owner.append(index)
         with torch.no_grad():
-            images = torch.nn.functional.normalize(encode_images(model, processor, rows["image"], device), dim=-1)
-            text_features = torch.nn.functional.normalize(encode_texts(model, processor, texts, device), dim=-1)
+            images = encode_images(model, processor, rows["image"], device)  # both L2-normalised
+            text_features = encode_texts(model, processor, texts, device)
         owner_tensor = torch.tensor(owner)
         mined = mine_positives(
             images, text_features, owner_tensor,
@@ -792,49 +792,26 @@ def fff_claims(results: dict, context: BenchContext) -> list[dict]:
     return claims
 
 
+def _ratio_of_sums(values) -> float:
+    """`sum(numerators) / sum(denominators)` of `(n, 2)` per-batch counts."""
+    return values[:, 0].sum() / max(values[:, 1].sum(), 1.0)
+
+
 def mining_precision_claim(fff: dict | None, context: BenchContext) -> dict:
-    """Precision of the mined positives against the world's truth, compared with the base rate of true pairs among
-    all pairs of other images (what mining at random would score), bootstrapped over the same batches."""
-    row = {
-        "method": "fff", "metric": "precision of mined pairs vs the world's truth", "rule": ">",
-        "claim": "mined positives are true pairs more often than random pairs (precision > base rate)",
-    }  # fmt: skip
+    """Precision of the mined positives against the world's truth (true mined / mined), compared with the base rate
+    of true pairs among all pairs of other images (what mining at random would score), on the same batches."""
     counts = load_outcomes(fff["run_dir"]).get("mining/batch_counts") if fff else None
-    if counts is None or counts[:, 1].sum() == 0:
-        reason = "no mined pair" if counts is not None else "the FFF run did not save mining counts"
-        return {**row, "holds": False, "status": f"not measured: {reason}"}
-
-    def precision(values):
-        return values[:, 0].sum() / max(values[:, 1].sum(), 1.0)
-
-    def base_rate(values):
-        return values[:, 2].sum() / max(values[:, 3].sum(), 1.0)
-
-    result = _ratio_difference(counts, precision, base_rate, context.seed)
-    recall = counts[:, 0].sum() / max(counts[:, 2].sum(), 1.0)
-    return {
-        **row, **result, "holds": bool(result["low"] > 0), "status": "measured", "chance": result["control_value"],
-        "metric": f"precision of mined pairs vs the world's truth (recall {recall:.3f})",
-        "interval": f"95% bootstrap over {len(counts)} test batches ({NUM_RESAMPLES} resamples)",
-    }  # fmt: skip
-
-
-def _ratio_difference(values, statistic_a, statistic_b, seed: int) -> dict:
-    """`statistic_a(values) - statistic_b(values)` with a percentile bootstrap over the rows of `values`."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    n = len(values)
-    differences = []
-    for _ in range(NUM_RESAMPLES):
-        sample = values[rng.integers(0, n, size=n)]
-        differences.append(statistic_a(sample) - statistic_b(sample))
-    low, high = np.quantile(differences, [0.025, 0.975])
-    a, b = statistic_a(values), statistic_b(values)
-    return {
-        "method_value": a, "control_value": b, "difference": a - b, "low": float(low), "high": float(high),
-        "num_items": n, "num_resamples": NUM_RESAMPLES,
-    }  # fmt: skip
+    recall = counts[:, 0].sum() / max(counts[:, 2].sum(), 1.0) if counts is not None else float("nan")
+    claim = claim_row(
+        "fff", "mined positives are true pairs more often than random pairs (precision > base rate)",
+        f"precision of mined pairs vs the world's truth (recall {recall:.3f})", fff, fff,
+        method_outcome=lambda outcomes: outcomes["mining/batch_counts"][:, :2],
+        control_outcome=lambda outcomes: outcomes["mining/batch_counts"][:, 2:],
+        statistic=_ratio_of_sums, unit="test batches", seed=context.seed,
+    )  # fmt: skip
+    if counts is not None and counts[:, 1].sum() == 0:
+        return {**claim, "holds": False, "status": "not measured: no mined pair"}
+    return {**claim, "chance": claim.get("control_value")}
 
 
 @claims_for("dreamlip")

@@ -26,7 +26,6 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -39,7 +38,12 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from hf_clipzoo.backbones.tokenizer import load_clip_tokenizer
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
 from hf_clipzoo.models.clip import ZooCLIPModel
-from hf_clipzoo.models.diva.diffusion import DIFFUSION_PRESETS, build_diffusion, validation_losses
+from hf_clipzoo.models.diva.diffusion import (
+    DIFFUSION_PRESETS,
+    CaptionedImageCollator,
+    build_diffusion,
+    validation_losses,
+)
 from hf_clipzoo.training import build_optimizer, build_scheduler, check_finite
 
 logger = logging.getLogger("diva_pretrain_diffusion")
@@ -93,27 +97,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def images_of(rows) -> torch.Tensor:
-    return torch.stack(
-        [
-            torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
-            for image in rows
-        ]
-    )
-
-
-class Collator:
-    def __init__(self, tokenizer, max_length: int, caption_column: str = "caption"):
-        self.tokenizer, self.max_length, self.caption_column = tokenizer, max_length, caption_column
-
-    def __call__(self, rows: list[dict]) -> dict:
-        ids = self.tokenizer(
-            [row[self.caption_column] for row in rows], padding="max_length", max_length=self.max_length, truncation=True,
-            return_tensors="pt",
-        ).input_ids  # fmt: skip
-        return {"images": images_of([row["image"] for row in rows]), "input_ids": ids}
-
-
 def build_text_encoder(args) -> tuple[CLIPTextModel, object, bool]:
     """(text encoder, tokenizer, trainable)."""
     if args.clip_model_name_or_path:
@@ -161,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     with accelerator.main_process_first():
         train = make_scenes(args.train_size, split="train", config=world)
         evaluation = make_scenes(args.eval_size, split="val", config=world)
-    collate = Collator(tokenizer, max_length, args.caption_column)
+    collate = CaptionedImageCollator(tokenizer, max_length, args.caption_column)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True, collate_fn=collate)
     eval_loader = DataLoader(evaluation, batch_size=args.batch_size, collate_fn=collate)
     if len(loader) == 0:

@@ -144,6 +144,21 @@ def check_prompt(prompt, allow_empty: bool = False) -> str:
     return prompt
 
 
+class CaptionedImageCollator:
+    """World rows -> `{"images": (B, 3, H, W) in [0, 1], "input_ids": (B, max_length)}` for the diffusion model."""
+
+    def __init__(self, tokenizer, max_length: int, caption_column: str = "caption"):
+        self.tokenizer, self.max_length, self.caption_column = tokenizer, max_length, caption_column
+
+    def __call__(self, rows: list[dict]) -> dict:
+        ids = self.tokenizer(
+            [row[self.caption_column] for row in rows], padding="max_length", max_length=self.max_length,
+            truncation=True, return_tensors="pt",
+        ).input_ids  # fmt: skip
+        images = [np.asarray(row["image"].convert("RGB"), dtype=np.float32) / 255.0 for row in rows]
+        return {"images": torch.stack([torch.from_numpy(i).permute(2, 0, 1) for i in images]), "input_ids": ids}
+
+
 @torch.no_grad()
 def validation_losses(vae, unet, text_encoder, scheduler, loader, device, seed: int) -> dict[str, float]:
     """ε-MSE on held-out images with their own captions and with captions of other images (shuffled): the gap
@@ -184,27 +199,14 @@ def validate_diffusion_folder(
     tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
     size = extras.get("image_size", unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1))
     scenes = make_scenes(eval_size, split="val", config=WorldConfig(seed=seed, image_size=size))
-    max_length = text_encoder.config.max_position_embeddings
-
-    def collate(rows):
-        images = torch.stack(
-            [
-                torch.from_numpy(np.asarray(r["image"].convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
-                for r in rows
-            ]
-        )
-        ids = tokenizer(
-            [r[caption_column] for r in rows], padding="max_length", max_length=max_length, truncation=True,
-            return_tensors="pt",
-        ).input_ids  # fmt: skip
-        return {"images": images, "input_ids": ids}
-
+    collate = CaptionedImageCollator(tokenizer, text_encoder.config.max_position_embeddings, caption_column)
     loader = DataLoader(scenes, batch_size=batch_size, collate_fn=collate)
     return validation_losses(vae.eval(), unet.eval(), text_encoder, scheduler, loader, torch.device("cpu"), seed)
 
 
 __all__ = [
     "DIFFUSION_PRESETS",
+    "CaptionedImageCollator",
     "validate_diffusion_folder",
     "validation_losses",
     "build_diffusion",
