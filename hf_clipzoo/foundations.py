@@ -230,7 +230,7 @@ def build_foundations(
     if unknown:
         raise ValueError(f"Unknown foundations {sorted(unknown)}; expected some of {sorted(FOUNDATIONS)}.")
     manifest_path = output_dir / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"foundations": {}}
+    manifest = {"foundations": {}}
     for name in names:
         spec = FOUNDATIONS[name]
         start = time.perf_counter()
@@ -247,7 +247,7 @@ def build_foundations(
         fp32_metrics = validate_foundation(spec, target, seed)
         storage = _to_fp16_if_free(spec, target, fp32_metrics)
         validation = validate_foundation(spec, target, seed)
-        manifest["foundations"][name] = {
+        entry = {
             "description": spec.description,
             "command": f"hf-clipzoo foundations --only {name} --seed {seed}",
             "script_command": " ".join(
@@ -266,9 +266,8 @@ def build_foundations(
         }
         output_dir.mkdir(parents=True, exist_ok=True)
         # Re-read first: foundations built by parallel commands each add their own entry.
-        latest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"foundations": {}}
-        latest["foundations"][name] = manifest["foundations"][name]
-        manifest = latest
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"foundations": {}}
+        manifest["foundations"][name] = entry
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         logger.info("foundation %s: %s", name, json.dumps(validation))
     return manifest
