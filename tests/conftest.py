@@ -30,5 +30,19 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
 
 
+@pytest.fixture(scope="session")
+def _without_package_outcomes(request, tmp_path_factory):
+    from tests.testing_utils import run_cases_without_package
+
+    # Every selected case at once, on first use: one fresh interpreter for the session, not one per test.
+    return run_cases_without_package(request.session.items, tmp_path_factory.mktemp("without_package"))
+
+
+@pytest.fixture
+def without_package(request, _without_package_outcomes):
+    """This test's outcome in the session's one fresh interpreter without `hf_clipzoo` (`checked_without_package`)."""
+    return _without_package_outcomes[request.node.nodeid]
+
+
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"hf-clipzoo suite duration: {time.perf_counter() - _SUITE_START:.1f} s")
