@@ -1,8 +1,9 @@
 """DreamLIP's losses keep the invariant of the loss package: 2 gloo processes × uneven local batches (3 + 2 images,
 3 caption slots each), with DDP's gradient averaging, give the loss and gradients of one process on all 5 images.
 
-The worker runs every case of `_distributed_grouping_cases.py` in one launch (shared with test_distributed.py); this process computes the single-process
-reference with the same code and compares loss and every parameter gradient at atol 1e-5.
+The worker runs every case of `_distributed_grouping_cases.py` in one launch (shared with `test_distributed.py`);
+this process computes the single-process reference with the same code and compares loss and every parameter gradient
+at atol 1e-5.
 """
 
 from __future__ import annotations
