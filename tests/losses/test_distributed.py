@@ -4,8 +4,8 @@ and the same gradients as one process on the concatenated batch.
 Two CPU processes (gloo) run every case of `_distributed_cases.py` in one launch (shared with the DreamLIP cases of
 `test_distributed_grouping.py`, see conftest.py); this process computes the single-process reference with the very
 same code and compares loss and gradients of every parameter upstream of the embeddings (two Linears, log
-temperature, bias) at atol 1e-5. Most cases use uneven per-rank
-batches (3 + 2 rows), and the masked cases have positives that cross ranks.
+temperature, bias) at atol 1e-5. Most cases use uneven per-rank batches (3 + 2 rows), and the masked cases have
+positives that cross ranks.
 """
 
 from __future__ import annotations
