@@ -65,14 +65,18 @@ def launch_runs(items, folder: Path, port: int) -> dict[str, LaunchOutcome]:
         crash = f"the shared launch exited with {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     except subprocess.TimeoutExpired as error:
         crash = f"the shared launch timed out:\n{error.stderr}"
-    outcomes = {}
+    outcomes, ended_at = {}, None
     for run in runs:
         run_folder = Path(run["folder"])
         log = (run_folder / "launch.log").read_text() if (run_folder / "launch.log").exists() else ""
         error = None
         if not (run_folder / "launch.done").exists():
             raised = [path.read_text() for path in sorted(run_folder.glob("launch.error.rank*.txt"))]
-            error = "\n".join(raised or ["this run never started or never finished"]) + f"\n{crash}"
+            if raised:
+                ended_at = ended_at or run["nodeid"]
+            else:
+                raised = [f"this run never finished; the launch ended at {ended_at or 'this run'}"]
+            error = "\n".join(raised) + f"\n{crash}"
         outcomes[run["nodeid"]] = LaunchOutcome(run_folder, error, log)
     return outcomes
 
