@@ -54,7 +54,7 @@ class TestDreamLIPModel(ClipZooModelTesterMixin):
         ({"patch_tokens": "raw"}, "patch_tokens"),
         ({"local_logit_scale": "fixed"}, "local_logit_scale"),
         ({"grouping_loss_weight": -1.0}, "grouping_loss_weight"),
-        ({"grouping_loss_weight": 0.0, "contrastive_loss_weight": 0.0}, "both 0"),
+        ({"grouping_loss_weight": 0.0, "contrastive_loss_weight": 0.0}, "are all 0: there is no loss"),
         ({"loss_type": "sigmoid"}, "softmax"),
         ({"patch_tokens": "unprojected", "vision_config": {**TINY_VISION_CONFIG, "hidden_size": 64}}, "must be equal"),
         ({"text_position_interpolation": True, "max_text_length": 10}, "max_text_length"),
