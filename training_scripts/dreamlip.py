@@ -75,6 +75,9 @@ LOSS_FLAGS = (
     "contrastive_mode",
     "contrastive_loss_weight",
     "grouping_loss_weight",
+    "circle_loss_weight",
+    "circle_loss_gamma",
+    "circle_loss_margin",
     "grouping_norm",
     "grouping_threshold",
     "grouping_negatives",
@@ -111,6 +114,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--contrastive_mode", choices=CONTRASTIVE_MODES, default="per_slot", help="See DreamLIPConfig.")
     model.add_argument("--contrastive_loss_weight", type=float, default=1.0, help="λ of the contrastive loss.")
     model.add_argument("--grouping_loss_weight", type=float, default=1.0, help="λ of the grouping loss (0: off).")
+    model.add_argument(
+        "--circle_loss_weight",
+        type=float,
+        default=0.0,
+        help="λ of the released --use_multipos_loss circle loss (0: off; 0.1 reproduces the released code).",
+    )
+    model.add_argument("--circle_loss_gamma", type=float, default=32.0, help="Circle loss γ (released --gamma).")
+    model.add_argument("--circle_loss_margin", type=float, default=0.25, help="Circle loss m (released --margin).")
     model.add_argument("--grouping_norm", choices=GROUPING_NORMS, default="minmax", help="See DreamLIPConfig.")
     model.add_argument("--grouping_threshold", type=float, default=0.0, help="σ (negative: 1/num_patches).")
     model.add_argument("--grouping_negatives", choices=GROUPING_NEGATIVES, default="batch", help="See DreamLIPConfig.")
@@ -279,6 +290,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model.train()
     running = {"loss": 0.0, "contrastive_loss": 0.0, "grouping_loss": 0.0}
+    if config.circle_loss_weight > 0:  # logged only when on, so default runs log what they always did
+        running["circle_loss"] = 0.0
     running_count, skipped = 0, 0
     for epoch in range(first_epoch, num_epochs):
         train_dataloader.set_epoch(epoch)
