@@ -189,3 +189,25 @@ def test_collator_skips_and_counts_unconvertible_images():
     batch = collator(rows)
     assert batch["num_skipped"] == 1 and batch["pixel_values"].shape[0] == 1
     assert collator.skipped == {"unconvertible image (mode F)": 1}
+
+
+# --- the other readers of training / evaluation images ---------------------------------------------------------------
+def test_diffusion_and_ape_training_images_scale_sixteen_bit_files():
+    from hf_clipzoo.models.ape.building import augment_image
+    from hf_clipzoo.models.diva.diffusion import CaptionedImageCollator
+
+    sixteen = saved(Image.fromarray(GREY8.astype(np.uint16) * 257), "PNG")
+    collator = CaptionedImageCollator(tiny_processor().tokenizer, max_length=8)
+    images = collator([{"image": sixteen, "caption": "a grey square"}])["images"][0]
+    torch.testing.assert_close(images, torch.from_numpy(grey_rgb(GREY8)).permute(2, 0, 1).float() / 255)
+    expected = augment_image(Image.fromarray(GREY8), np.random.default_rng(0), 8)
+    np.testing.assert_array_equal(
+        np.asarray(augment_image(sixteen, np.random.default_rng(0), 8)), np.asarray(expected)
+    )
+
+
+def test_diva_pipeline_refuses_sixteen_bit_images_it_cannot_convert():
+    from hf_clipzoo.models.diva.pipeline_diva import images_to_tensor
+
+    with pytest.raises(ValueError, match=r"Image 0 has mode 'I;16' \(16-bit or float\)"):
+        images_to_tensor([Image.fromarray(GREY8.astype(np.uint16) * 257)])
