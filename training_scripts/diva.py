@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel
 
 from hf_clipzoo.backbones.processing import build_clip_processor
+from hf_clipzoo.data.images import to_rgb_image
 from hf_clipzoo.eval.mmvp import evaluate_mmvp
 from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
@@ -231,7 +232,7 @@ class ImageCollator:
                 image = row[self.image_column]
                 if not isinstance(image, Image.Image):
                     image = Image.open(image)
-                image = image.convert("RGB").resize((self.resolution, self.resolution), Image.BICUBIC)
+                image = to_rgb_image(image).resize((self.resolution, self.resolution), Image.BICUBIC)
             except (OSError, ValueError) as error:  # a corrupt sample is skipped and counted, never fatal
                 logger.warning("Skipping an unreadable image: %s", error)
                 skipped += 1

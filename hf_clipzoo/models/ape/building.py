@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ...data.images import to_rgb_image
 from ...eval.embeddings import encode_images, encode_texts, map_batches, model_device, require_columns
 from ...eval.zero_shot import Template, format_prompts
 from .configuration_ape import CACHE_KEY_AVERAGES, APEConfig, APETConfig
@@ -181,7 +182,7 @@ def random_resized_crop(
 
 def augment_image(image: Image.Image, rng: np.random.Generator, size: int) -> Image.Image:
     """Tip-Adapter's cache / training augmentation: random-resized-crop (0.5–1) + horizontal flip (p = 0.5)."""
-    image = random_resized_crop(image.convert("RGB"), rng, size)
+    image = random_resized_crop(to_rgb_image(image), rng, size)
     if rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return image

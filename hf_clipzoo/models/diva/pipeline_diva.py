@@ -58,6 +58,13 @@ def images_to_tensor(images) -> torch.Tensor:
     arrays = []
     for i, image in enumerate(images):
         if isinstance(image, Image.Image):
+            # This file is copied verbatim into saved folders, so it cannot import the zoo's image policy
+            # (`hf_clipzoo.data.images.to_rgb_image`); `convert("RGB")` would clip 16-bit / float modes to white.
+            if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+                raise ValueError(
+                    f"Image {i} has mode {image.mode!r} (16-bit or float); convert it to 8-bit RGB first, e.g. with "
+                    "`hf_clipzoo.data.images.to_rgb_image(image)`."
+                )
             image = np.asarray(image.convert("RGB"))
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"Image {i} must be an RGB PIL image or an (H, W, 3) array.")

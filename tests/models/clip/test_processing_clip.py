@@ -36,7 +36,7 @@ def test_truncates_to_model_max_length():
     assert batch["input_ids"].shape[1] == 16 and batch["input_ids"][0, -1] == 98
 
 
-def test_converts_convertible_modes_and_arrays():
+def test_converts_modes_and_arrays():
     processor = tiny_processor()
     grey = processor(images=Image.new("L", (30, 30), 128))["pixel_values"]
     rgb = processor(images=Image.new("RGB", (30, 30), (128, 128, 128)))["pixel_values"]
@@ -48,10 +48,9 @@ def test_converts_convertible_modes_and_arrays():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"images": Image.new("I;16", (30, 30))}, "mode 'I;16'"),
-        ({"images": Image.new("F", (30, 30))}, "mode 'F'"),
-        ({"images": np.zeros((30, 30, 5), dtype=np.uint8)}, r"expected \(height, width, 3\|1\)"),
-        ({"images": np.zeros((30, 30), dtype=np.uint8)}, r"expected \(height, width, 3\|1\)"),
+        ({"images": Image.new("F", (30, 30), float("nan"))}, r"Image 0 \(mode F\) contains NaN"),
+        ({"images": np.zeros((30, 30, 5), dtype=np.uint8)}, r"expected \(height, width\), \(height, width, 1\|3\|4\)"),
+        ({"images": torch.full((3, 30, 30), -1.5)}, r"float values in \[-1.5, -1.5\]; expected \[0, 1\]"),
         ({"images": []}, "non-empty list"),
         ({"images": ["cat.jpg"]}, "type str"),
         ({"text": ""}, "Text 0 is empty"),
@@ -84,9 +83,13 @@ def test_remote_code_processor_in_fresh_interpreter(tmp_path):
     image.save(tmp_path / "image.png")
     expected = dict(tiny_processor()(text=["a cat"], images=image))
     torch.save(expected, tmp_path / "expected.pt")
+    # The bundled copy of the shared image policy: a [0, 1] float tensor and a 16-bit PNG give the 8-bit result.
+    grey = np.arange(64 * 48, dtype=np.uint32).reshape(48, 64) % 256
+    Image.fromarray((grey * 257).astype(np.uint16)).save(tmp_path / "grey16.png")
+    torch.save(dict(tiny_processor()(images=Image.fromarray(grey.astype(np.uint8)))), tmp_path / "grey.pt")
     run_without_package(
         """
-        import torch, transformers
+        import numpy as np, torch, transformers
         from PIL import Image
         processor = transformers.AutoProcessor.from_pretrained("proc", trust_remote_code=True)
         assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
@@ -94,6 +97,16 @@ def test_remote_code_processor_in_fresh_interpreter(tmp_path):
         expected = torch.load("expected.pt", weights_only=True)
         for key, value in expected.items():
             torch.testing.assert_close(out[key], value)
+        scaled = torch.from_numpy(np.asarray(Image.open("image.png"))).permute(2, 0, 1).float() / 255
+        torch.testing.assert_close(processor(images=scaled)["pixel_values"], expected["pixel_values"])
+        grey = torch.load("grey.pt", weights_only=True)["pixel_values"]
+        torch.testing.assert_close(processor(images=Image.open("grey16.png"))["pixel_values"], grey)
+        try:
+            processor(images=torch.full((3, 8, 8), float("nan")))
+        except ValueError as error:
+            assert "NaN" in str(error), error
+        else:
+            raise AssertionError("NaN image accepted")
         try:
             processor(text=[""])
         except ValueError as error:
