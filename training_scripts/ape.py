@@ -77,9 +77,11 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.validation import NON_NEGATIVE_INT, POSITIVE_INT
 
 logger = logging.getLogger("ape")
 
@@ -168,10 +170,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/ape")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.shots < 1:
-        parser.error(f"--shots must be >= 1, got {args.shots}.")
-    if args.augment_epochs < 0:
-        parser.error(f"--augment_epochs must be >= 0, got {args.augment_epochs}.")
+    check_flags(parser, args, {"shots": POSITIVE_INT, "augment_epochs": NON_NEGATIVE_INT})
     if args.search_scale[0] <= 0.1 or args.search_scale[1] <= 0.1 or args.search_scale[2] <= 0:
         parser.error(f"--search_scale needs β, α > 0.1 and γ > 0, got {args.search_scale}.")
     if min(args.search_steps) < 1:

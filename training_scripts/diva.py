@@ -68,10 +68,12 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
 from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.validation import NON_NEGATIVE_INT, POSITIVE_INT
 
 logger = logging.getLogger("diva")
 
@@ -140,10 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_prompt(args.prompt, args.allow_empty_prompt)
     except ValueError as error:
         parser.error(str(error))
-    if args.num_noise_draws <= 0:
-        parser.error(f"--num_noise_draws must be positive, got {args.num_noise_draws}.")
-    if args.mmvp_pairs < 0:
-        parser.error(f"--mmvp_pairs must be >= 0, got {args.mmvp_pairs}.")
+    check_flags(parser, args, {"num_noise_draws": POSITIVE_INT, "mmvp_pairs": NON_NEGATIVE_INT})
     return args
 
 

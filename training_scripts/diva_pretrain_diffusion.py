@@ -45,6 +45,8 @@ from hf_clipzoo.models.diva.diffusion import (
     validation_losses,
 )
 from hf_clipzoo.training import build_optimizer, build_scheduler, check_finite
+from hf_clipzoo.training.arguments import check_flags, check_shared_arguments
+from hf_clipzoo.validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT
 
 logger = logging.getLogger("diva_pretrain_diffusion")
 
@@ -87,13 +89,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--logging_steps", type=int, default=50, help="Log every N steps.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the world, initialisation and noise.")
     args = parser.parse_args(argv)
-    for name in ("resolution", "train_size", "eval_size", "batch_size", "max_train_steps", "text_max_length"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive, got {getattr(args, name)}.")
-    if args.stop_after_step is not None and not 0 < args.stop_after_step <= args.max_train_steps:
-        parser.error(f"--stop_after_step must be in [1, --max_train_steps], got {args.stop_after_step}.")
-    if args.vae_train_steps < 0:
-        parser.error(f"--vae_train_steps must be >= 0, got {args.vae_train_steps}.")
+    check_shared_arguments(parser, args)
+    check_flags(
+        parser,
+        args,
+        {
+            "text_hidden_size": POSITIVE_INT,
+            "text_max_length": POSITIVE_INT,
+            "train_size": POSITIVE_INT,
+            "eval_size": POSITIVE_INT,
+            "vae_train_steps": NON_NEGATIVE_INT,
+            "vae_learning_rate": POSITIVE,
+            "kl_weight": NON_NEGATIVE,
+        },
+    )
     return args
 
 

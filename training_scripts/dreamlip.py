@@ -63,10 +63,12 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
 from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.validation import POSITIVE_INT
 
 logger = logging.getLogger("dreamlip")
 
@@ -138,10 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/dreamlip")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.num_subcaptions < 1:
-        parser.error(f"--num_subcaptions (K) must be >= 1, got {args.num_subcaptions}.")
-    if args.merge < 1:
-        parser.error(f"--merge must be >= 1, got {args.merge}.")
+    check_flags(parser, args, {"num_subcaptions": POSITIVE_INT, "merge": POSITIVE_INT})
     if args.subcaption_columns is None:
         args.subcaption_columns = (
             list(DREAMLIP_CAPTION_COLUMNS) if args.dreamlip_csv_layout else ["long_caption", "pseudo_captions"]

@@ -55,10 +55,12 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
 from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.validation import NON_NEGATIVE_INT
 
 logger = logging.getLogger("fff")
 
@@ -148,8 +150,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/fff")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.num_pseudo_captions < 0:
-        parser.error(f"--num_pseudo_captions must be >= 0, got {args.num_pseudo_captions}.")
+    check_flags(parser, args, {"num_pseudo_captions": NON_NEGATIVE_INT})
     if args.dataset != "synthetic" and args.eval_split is None:
         logger.info("No --eval_split given: the run reports training loss only.")
     return args

@@ -54,10 +54,12 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
 from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.validation import NON_NEGATIVE_INT
 
 logger = logging.getLogger("groupvit")
 
@@ -90,8 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/groupvit", stoppable=True)
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.num_prompts < 0:
-        parser.error(f"--num_prompts must be >= 0, got {args.num_prompts}.")
+    check_flags(parser, args, {"num_prompts": NON_NEGATIVE_INT})
     return args
 
 

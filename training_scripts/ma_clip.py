@@ -55,9 +55,11 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.validation import POSITIVE_INT, ListOf, Number
 
 logger = logging.getLogger("ma_clip")
 PROMPT = "a video of {}."
@@ -87,10 +89,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/ma_clip")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.num_frames < 2:
-        parser.error(f"--num_frames must be >= 2 (too few frames for temporal modelling), got {args.num_frames}.")
-    if args.way < 2 or args.train_shot < 1 or args.query_per_class < 1 or min(args.test_shots) < 1:
-        parser.error("--way must be >= 2 and every shot / query count >= 1.")
+    # At least 2 frames for temporal modelling, 2 classes for an episode.
+    check_flags(
+        parser,
+        args,
+        {
+            "num_frames": Number(int, minimum=2),
+            "way": Number(int, minimum=2),
+            "train_shot": POSITIVE_INT,
+            "query_per_class": POSITIVE_INT,
+            "test_shots": ListOf(POSITIVE_INT, min_length=1),
+        },
+    )
     needed = max([args.train_shot, *args.test_shots]) + args.query_per_class
     if args.videos_per_class < needed:
         parser.error(f"--videos_per_class must be >= max shot + queries = {needed}, got {args.videos_per_class}.")

@@ -3,10 +3,28 @@
 import math
 
 from ...losses.grouping import CONTRASTIVE_MODES, GROUPING_NEGATIVES, GROUPING_NORMS
+from ...validation import BOOLEAN, FINITE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Number, OneOf, check_fields
 from ..clip.configuration_clip import ZooCLIPConfig
 
 PATCH_TOKEN_MODES = ("projected", "unprojected")
 LOCAL_LOGIT_SCALE_MODES = ("learned", "shared")
+DREAMLIP_FIELDS = {
+    "contrastive_mode": OneOf(CONTRASTIVE_MODES),
+    "contrastive_loss_weight": NON_NEGATIVE,
+    "grouping_loss_weight": NON_NEGATIVE,
+    "circle_loss_weight": NON_NEGATIVE,
+    "circle_loss_gamma": POSITIVE,
+    "circle_loss_margin": FINITE,
+    "grouping_norm": OneOf(GROUPING_NORMS),
+    # Negative means 1 / num_patches (see the docstring).
+    "grouping_threshold": Number(float, maximum=1),
+    "grouping_negatives": OneOf(GROUPING_NEGATIVES),
+    "patch_tokens": OneOf(PATCH_TOKEN_MODES),
+    "local_logit_scale": OneOf(LOCAL_LOGIT_SCALE_MODES),
+    "local_logit_scale_init_value": FINITE,
+    "text_position_interpolation": BOOLEAN,
+    "max_text_length": POSITIVE_INT,
+}
 
 
 class DreamLIPConfig(ZooCLIPConfig):
@@ -96,29 +114,10 @@ class DreamLIPConfig(ZooCLIPConfig):
     max_text_length: int = 248
 
     def __post_init__(self, **kwargs):
-        for name, allowed in (
-            ("contrastive_mode", CONTRASTIVE_MODES),
-            ("grouping_norm", GROUPING_NORMS),
-            ("grouping_negatives", GROUPING_NEGATIVES),
-            ("patch_tokens", PATCH_TOKEN_MODES),
-            ("local_logit_scale", LOCAL_LOGIT_SCALE_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
-        for name in ("contrastive_loss_weight", "grouping_loss_weight", "circle_loss_weight"):
-            if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
-                raise ValueError(f"`{name}` must be a finite number >= 0, got {getattr(self, name)}.")
+        check_fields(self, DREAMLIP_FIELDS)
         if self.contrastive_loss_weight == 0 and self.grouping_loss_weight == 0 and self.circle_loss_weight == 0:
             raise ValueError(
                 "`contrastive_loss_weight`, `grouping_loss_weight` and `circle_loss_weight` are all 0: there is no loss."
-            )
-        if not self.circle_loss_gamma > 0 or not math.isfinite(self.circle_loss_gamma):
-            raise ValueError(f"`circle_loss_gamma` must be a finite number > 0, got {self.circle_loss_gamma}.")
-        if not math.isfinite(self.circle_loss_margin):
-            raise ValueError(f"`circle_loss_margin` must be a finite number, got {self.circle_loss_margin}.")
-        if not self.grouping_threshold <= 1.0:
-            raise ValueError(
-                f"`grouping_threshold` must be <= 1 (negative for 1/num_patches), got {self.grouping_threshold}."
             )
         if self.loss_type != "softmax":
             raise ValueError(
@@ -139,4 +138,4 @@ class DreamLIPConfig(ZooCLIPConfig):
             )
 
 
-__all__ = ["LOCAL_LOGIT_SCALE_MODES", "PATCH_TOKEN_MODES", "DreamLIPConfig"]
+__all__ = ["DREAMLIP_FIELDS", "LOCAL_LOGIT_SCALE_MODES", "PATCH_TOKEN_MODES", "DreamLIPConfig"]
