@@ -125,7 +125,10 @@ class ZooCLIPTokenizer(CLIPTokenizer):
         saved = super().save_pretrained(save_directory, *args, **kwargs)
         # Loadable without hf_clipzoo (`trust_remote_code=True`): the class's code and an `auto_map` entry.
         flat = bundle_modules([type(self).__module__], save_directory)
-        update_json(Path(save_directory) / "tokenizer_config.json", {"AutoTokenizer": [None, class_reference(type(self), flat)]})
+        update_json(
+            Path(save_directory) / "tokenizer_config.json",
+            {"AutoTokenizer": [None, class_reference(type(self), flat)]},
+        )
         return saved
 
 

@@ -173,9 +173,10 @@ def test_text_cleaning_is_validated_and_saved(tmp_path):
         load_clip_tokenizer(text_cleaning=mode).save_pretrained(tmp_path / mode)
         reloaded = AutoTokenizer.from_pretrained(tmp_path / mode)
         assert type(reloaded) is ZooCLIPTokenizer and reloaded.text_cleaning == mode
-        assert reloaded("fish &amp; chips")["input_ids"] == load_clip_tokenizer(text_cleaning=mode)(
-            "fish &amp; chips"
-        )["input_ids"]
+        assert (
+            reloaded("fish &amp; chips")["input_ids"]
+            == load_clip_tokenizer(text_cleaning=mode)("fish &amp; chips")["input_ids"]
+        )
 
 
 def test_missing_ftfy_is_a_clear_error(tokenizer, monkeypatch):
