@@ -19,10 +19,11 @@ LOCAL_PREFIX = "<local>"
 # mention tokens (`max_new_tokens`, `token_selection`) stay.
 _SECRET_NAME = re.compile(
     r"(^|_)(token|secrets?|passwords?|passwd|pwd|api_?keys?|access_?keys?|private_?keys?|secret_?keys?|credentials?"
-    r"|auth)$",
+    r"|auth|authorization|cookie)$",
     re.I,
 )
-# Values that are credentials under any name: Hugging Face, GitHub, OpenAI-style, Slack, GitLab and AWS keys.
+# Values that are credentials under any name: Hugging Face, GitHub, OpenAI-style, Slack, GitLab and AWS keys, and
+# whatever follows `Bearer ` (an HTTP authorization header).
 _TOKEN_VALUE = re.compile(
     r"\b(?:hf_[A-Za-z0-9]{16,}"
     r"|gh[pousr]_[A-Za-z0-9]{20,}"
@@ -31,6 +32,8 @@ _TOKEN_VALUE = re.compile(
     r"|xox[abposr]-[A-Za-z0-9-]{10,}"
     r"|glpat-[A-Za-z0-9_-]{20,}"
     r"|(?:AKIA|ASIA)[0-9A-Z]{16})\b"
+    r"|(?<=\bBearer )[A-Za-z0-9._~+/-]+=*"
+    r"|(?<=\bbearer )[A-Za-z0-9._~+/-]+=*"
 )
 # An AWS secret access key: 40 characters of base64 with both cases and a digit. Git commits and sha256 digests are
 # lowercase hex (and 40 or 64 long), so they never match.

@@ -29,6 +29,7 @@ STRING_CASES = [
     ("https://tracker.example/api?token=s3cr3t&project=p", "https://tracker.example/api?token=***&project=p"),
     ("--report_url https://h/?password=x&a=1", "--report_url https://h/?password=***&a=1"),
     ("HF_TOKEN=abc python x.py", "HF_TOKEN=*** python x.py"),
+    ("curl -H 'Authorization: Bearer eyJhbGciOi.J9x-y_z' url", "curl -H 'Authorization: Bearer ***' url"),
     ("/home/alice/runs/clip-world", "<local>/clip-world"),
     ("/tmp/pytest-7/out/", "<local>/out"),
     ("/work/main/foundations/clip", "<local>/clip"),
@@ -66,7 +67,7 @@ def test_scrub_string(text, expected):
         ("hub_token", True), ("HF_TOKEN", True), ("token", True), ("wandb_api_key", True), ("apikey", True),
         ("aws_secret_access_key", True), ("client_secret", True), ("db-password", True), ("auth", True),
         ("max_tokens", False), ("max_new_tokens", False), ("num_sampled_tokens", False), ("token_selection", False),
-        ("author", False), ("learning_rate", False), ("keyframes", False),
+        ("author", False), ("Authorization", True), ("cookie", True), ("learning_rate", False), ("keyframes", False),
     ],
 )  # fmt: skip
 def test_is_secret_name(name, secret):
