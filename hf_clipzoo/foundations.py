@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .hub.scrub import scrub_secrets
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -267,7 +269,7 @@ def build_foundations(
         output_dir.mkdir(parents=True, exist_ok=True)
         # Re-read first: foundations built by parallel commands each add their own entry.
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"foundations": {}}
-        manifest["foundations"][name] = entry
+        manifest["foundations"][name] = scrub_secrets(entry)  # the manifest ships: no credentials, no local paths
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         logger.info("foundation %s: %s", name, json.dumps(validation))
     return manifest

@@ -58,7 +58,12 @@ def register_method(
             getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
             auto_classes.append(auto_name)
     if processor_class is not None:
+        from .backbones.tokenizer import ZooCLIPTokenizer
+
         transformers.AutoProcessor.register(config_class, processor_class, exist_ok=True)
+        # Every processor of the zoo tokenizes with the CLIP BPE; registering the class also lets a saved
+        # `tokenizer_config.json` naming `ZooCLIPTokenizer` load as local code where hf_clipzoo is installed.
+        transformers.AutoTokenizer.register(config_class, tokenizer_class=ZooCLIPTokenizer, exist_ok=True)
     info = MethodInfo(
         name=name,
         paper=paper,

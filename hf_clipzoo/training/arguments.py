@@ -132,8 +132,11 @@ def check_shared_arguments(parser: argparse.ArgumentParser, args: argparse.Names
 
 
 def loggable_config(args: argparse.Namespace) -> dict:
-    """The run's arguments for trackers and model cards: plain values, never the Hub token."""
-    return {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"}
+    """The run's arguments for trackers and model cards: plain values through `scrub_secrets` (no Hub token or other
+    credential, local paths as `<local>/<last component>`), as trackers such as W&B publish them too."""
+    from ..hub.scrub import scrub_secrets
+
+    return scrub_secrets({k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
 
 
 __all__ = [

@@ -43,6 +43,13 @@ def push_folder_to_hub(
     return commit.commit_url
 
 
+def _is_hub_id(name: str | None) -> bool:
+    """`org/name` that is not a local path (the card's `base_model` and `datasets` must not name the user's files)."""
+    if not name or "/" not in name or "\\" in name or name.startswith(("/", "~", ".")):
+        return False
+    return not Path(name).exists()
+
+
 def save_final_model(
     accelerator,
     model,
@@ -81,11 +88,13 @@ def save_final_model(
         )
         start = getattr(args, "model_name_or_path", None)
         card_kwargs.setdefault("pipeline_tag", "zero-shot-image-classification")
-        card_kwargs.setdefault("base_model", start if start and "/" in start and not Path(start).exists() else None)
+        card_kwargs.setdefault("base_model", start if _is_hub_id(start) else None)
+        dataset = "hf-clipzoo/embedded-world" if args.dataset == "synthetic" else args.dataset
         card = render_model_card(
             method,
             model_id=args.hub_model_id or final_dir.name,
-            datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
+            # The metadata names Hub datasets only: a local folder would publish the user's directory layout.
+            datasets=[dataset] if _is_hub_id(dataset) else None,
             metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             training_args=loggable_config(args),
             **card_kwargs,

@@ -398,7 +398,12 @@ def load_groupvit_checkpoint(
     **config_kwargs,
 ) -> ZooGroupViTModel:
     """A `ZooGroupViTModel` (eval mode) from an official GroupViT checkpoint file; keyword arguments set
-    `ZooGroupViTConfig` fields."""
+    `ZooGroupViTConfig` fields.
+
+    `dtype` is the dtype of the model's floating-point weights (`None`: the checkpoint's, when all its floating
+    tensors share one, else float32). The model is cast before the weights are copied in, so they hold the
+    checkpoint's values exactly wherever `dtype` can represent them (a float64 checkpoint loaded as float64 is
+    bit-identical, not rounded through float32)."""
     state_dict = load_official_state_dict(path)
     config = infer_groupvit_config(
         state_dict,
@@ -406,11 +411,12 @@ def load_groupvit_checkpoint(
         text_num_attention_heads=text_num_attention_heads,
         **config_kwargs,
     )
-    model = ZooGroupViTModel(config)
+    if dtype is None:
+        dtypes = {value.dtype for value in state_dict.values() if value.is_floating_point()}
+        dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
+    model = ZooGroupViTModel(config).to(dtype)
     converted = convert_groupvit_state_dict(state_dict, config, dtype=dtype, model=model)
     model.load_state_dict(converted, strict=True)
-    if dtype is not None:
-        model.to(dtype)
     return model.eval()
 
 

@@ -117,3 +117,28 @@ def test_remote_code_processor_in_fresh_interpreter(tmp_path):
         cwd=tmp_path,
         env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
     )
+
+
+def test_remote_code_processor_keeps_the_official_text_cleaning(tmp_path):
+    """A processor with the zoo's CLIP tokenizer: the cleaning (ftfy, HTML entities) survives remote-code loading."""
+    from hf_clipzoo.backbones.processing import build_clip_processor
+
+    build_clip_processor(image_size=32).save_pretrained(tmp_path / "proc")
+    texts = ["fish &amp; chips", "a cafÃ© with ﬁsh"]
+    expected = build_clip_processor(image_size=32)(text=texts)["input_ids"]
+    torch.save(expected, tmp_path / "expected.pt")
+    run_without_package(
+        f"""
+        import torch, transformers
+        processor = transformers.AutoProcessor.from_pretrained("proc", trust_remote_code=True)
+        tokenizer = processor.tokenizer
+        assert type(tokenizer).__name__ == "ZooCLIPTokenizer", type(tokenizer)
+        assert type(tokenizer).__module__.startswith("transformers_modules"), type(tokenizer).__module__
+        assert tokenizer.text_cleaning == "official"
+        out = processor(text={texts!r})["input_ids"]
+        torch.testing.assert_close(out, torch.load("expected.pt", weights_only=True))
+        assert out[0].tolist()[:5] == processor(text=["fish & chips"])["input_ids"][0].tolist()[:5]
+        """,
+        cwd=tmp_path,
+        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )

@@ -340,3 +340,24 @@ def test_cli_entry_point_runs_as_module(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert missing.returncode != 0 and "No checkpoint file" in missing.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, None])
+def test_float64_checkpoint_loads_bit_identical(tmp_path, dtype):
+    """The weights are the checkpoint's values, not the checkpoint rounded through a float32 model."""
+    model = tiny_model().to(torch.float64)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(1e-9 * torch.randn_like(tensor))  # digits that float32 cannot hold
+    path = tmp_path / "group_vit_tiny_fp64.pth"
+    torch.save(official_checkpoint(model), path)
+    official = load_official_state_dict(path)
+    loaded = load_groupvit_checkpoint(path, dtype=dtype, **HEADS)
+    expected = convert_groupvit_state_dict(official, loaded.config, dtype=None)
+    got = loaded.state_dict()
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype, name
+        assert torch.equal(got[name], value), name
+    assert any(not torch.equal(v, v.float().double()) for v in expected.values() if v.is_floating_point())
