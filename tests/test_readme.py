@@ -65,6 +65,12 @@ def _first_line(code: str) -> str:
     return code.strip().splitlines()[0][:60]
 
 
+def _block_id(code: str) -> str:
+    """The folder a block loads (most blocks start with the same import), else its first line."""
+    loaded = re.search(r'"((?:bench_out|foundations)/[^"]*)"', code)
+    return loaded.group(1) if loaded else _first_line(code)
+
+
 @pytest.fixture
 def pasted_in(tmp_path, smoke_bench, monkeypatch):
     """A working directory where the README's relative paths resolve: `bench_out/` (the smoke run) and
@@ -82,7 +88,7 @@ def test_the_readme_has_its_blocks():
     assert len(COMMANDS) >= 10, COMMANDS
 
 
-@pytest.mark.parametrize("code", README_PYTHON, ids=[_first_line(code) for code in README_PYTHON])
+@pytest.mark.parametrize("code", README_PYTHON, ids=[_block_id(code) for code in README_PYTHON])
 def test_readme_python_block_runs_as_pasted(code, pasted_in):
     run_python(code, f"README.md block starting {_first_line(code)!r}")
 
