@@ -177,6 +177,8 @@ def evaluation_row(metrics: dict, start: float, model_dir: Path, run_dir: Path) 
 BENCH_ENTRIES: dict[str, Callable[[BenchContext], dict[str, dict]]] = {}
 # The metrics a method's table in results.md shows (all of them when absent); results.json keeps every metric.
 BENCH_COLUMNS: dict[str, tuple[str, ...]] = {}
+# The reference runs every method is compared with (SigLIP only with `--methods siglip`), outside PLANNED_METHODS.
+BASELINES = ("clip", "siglip")
 
 
 def bench_entry(method: str, columns: tuple[str, ...] | None = None):
@@ -185,6 +187,13 @@ def bench_entry(method: str, columns: tuple[str, ...] | None = None):
     `columns` selects the metrics of its results.md table and plots (searched hyper-parameters and bookkeeping stay
     in results.json).
     """
+    # run_bench runs the baselines, then the methods of `PLANNED_METHODS` in order: an entry for a method that is not
+    # listed there would never run, and nothing would say so.
+    if method not in BASELINES and method not in PLANNED_METHODS:
+        raise ValueError(
+            f"bench_entry({method!r}): {method!r} is not in hf_clipzoo.registry.PLANNED_METHODS, so the bench would "
+            f"never run it; add it there (name -> paper) first. Planned: {sorted(PLANNED_METHODS)}."
+        )
 
     def register(function):
         BENCH_ENTRIES[method] = function
@@ -1341,7 +1350,7 @@ def run_bench(
         order = ["clip"] + [m for m in ["siglip", *order] if m in methods and m != "clip"]
     results_methods: dict[str, dict] = {}
     for name in tqdm(order, desc="bench", unit="method"):
-        if name not in ("clip", "siglip") and name not in implemented:
+        if name not in BASELINES and name not in implemented:
             continue
         try:
             results_methods[name] = {"status": "ran", "rows": BENCH_ENTRIES[name](context)}

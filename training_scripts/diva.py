@@ -501,7 +501,8 @@ def main(argv: list[str] | None = None) -> dict:
         (final_dir / "results.json").write_text(json.dumps({"step": global_step, **metrics}, indent=2) + "\n")
         card = render_model_card(
             "diva",
-            model_id=args.hub_model_id or final_dir.name,
+            # The card describes (and --push_to_hub uploads) final/clip, so locally its snippets load `clip`.
+            model_id=args.hub_model_id or "clip",
             datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
             # The model-index describes this model: its own (after) numbers; the baseline and deltas get a table.
             metrics={k: v for k, v in metrics.items() if "/before/" not in k and "/delta/" not in k},
