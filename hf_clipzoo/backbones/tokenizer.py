@@ -132,12 +132,16 @@ class ZooCLIPTokenizer(CLIPTokenizer):
         return saved
 
 
-def load_clip_tokenizer(model_max_length: int = 77, text_cleaning: str = "official") -> ZooCLIPTokenizer:
+def load_clip_tokenizer(model_max_length: int = 77, text_cleaning: str = "official") -> CLIPTokenizer:
     """OpenAI CLIP's tokenizer (49,408 tokens) truncating / padding to `model_max_length` tokens, cleaning text as
     `text_cleaning` says (`"official"`: as OpenAI CLIP; `"none"`: as transformers' `CLIPTokenizer`)."""
     if model_max_length <= 2:
         raise ValueError(f"model_max_length must be > 2 (start and end tokens), got {model_max_length}.")
     vocab, merges = clip_vocab_and_merges()
+    if text_cleaning == "none":
+        # Exactly transformers' CLIPTokenizer, so saved folders need no remote code (diffusers pipelines, for one,
+        # load their tokenizer by transformers class).
+        return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=model_max_length)
     return ZooCLIPTokenizer(
         vocab=dict(vocab), merges=list(merges), model_max_length=model_max_length, text_cleaning=text_cleaning
     )

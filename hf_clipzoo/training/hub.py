@@ -28,8 +28,12 @@ def push_folder_to_hub(
     folder = Path(folder)
     if not isinstance(repo_id, str) or not repo_id.strip():
         raise ValueError(f"repo_id must be a Hub repository id such as 'you/clip-world', got {repo_id!r}.")
-    if not (folder / "config.json").is_file():
-        raise ValueError(f"{folder} has no config.json; expected a folder written by save_pretrained.")
+    # transformers models, PEFT adapters and diffusers pipelines.
+    if not any((folder / name).is_file() for name in ("config.json", "adapter_config.json", "model_index.json")):
+        raise ValueError(
+            f"{folder} has no config.json, adapter_config.json or model_index.json; expected a folder written by "
+            "save_pretrained."
+        )
     api = HfApi(token=token, endpoint=endpoint)
     api.create_repo(repo_id, private=private, exist_ok=True)
     commit = api.upload_folder(
