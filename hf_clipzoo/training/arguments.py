@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..hub.folders import check_model_path
+
 
 def add_optimization_arguments(
     parser: argparse.ArgumentParser,
@@ -69,7 +71,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str, stopp
 
 
 def check_shared_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Reject flag combinations that would fail late (after data loading or at the end of training)."""
+    """Reject flag combinations that would fail late (after data loading or at the end of training), and model folders
+    that cannot load (`check_model_path`: the error names the flag and the path)."""
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id.")
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "logging_steps"):
@@ -80,6 +83,9 @@ def check_shared_arguments(parser: argparse.ArgumentParser, args: argparse.Names
             parser.error(f"--{name} must be positive when given, got {getattr(args, name)}.")
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, got {args.learning_rate}.")
+    for name in ("model_name_or_path", "teacher_model_name_or_path"):
+        if getattr(args, name, None):
+            check_model_path(getattr(args, name), argument=f"--{name}")
 
 
 def loggable_config(args: argparse.Namespace) -> dict:
