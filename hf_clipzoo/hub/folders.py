@@ -11,6 +11,7 @@ without `hf_clipzoo` has.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,14 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError, safe_open
 
 SAVED_FOLDER = "a model folder saved with save_pretrained (config.json, model.safetensors)"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def corrupt_safetensors_error(file: str | os.PathLike, error: Exception) -> OSError:
@@ -84,4 +93,4 @@ def check_model_path(
         ) from None
 
 
-__all__ = ["check_model_path", "check_safetensors_file", "corrupt_safetensors_error"]
+__all__ = ["check_model_path", "check_safetensors_file", "corrupt_safetensors_error", "file_sha256"]
