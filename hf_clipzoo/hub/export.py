@@ -182,11 +182,10 @@ class RemoteCodeModelMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         if pretrained_model_name_or_path is not None:  # None: weights come from `state_dict=`
-            config = kwargs.get("config")
             check_model_path(
                 pretrained_model_name_or_path,
                 subfolder=kwargs.get("subfolder") or "",
-                needs_config=config is None or isinstance(config, (str, os.PathLike)),
+                needs_config=kwargs.get("config") is None,
             )
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
