@@ -19,7 +19,6 @@ numbers match the fp32 model's to within `FP16_TOLERANCE`, else the fp32 weights
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -28,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .hub.folders import file_sha256
 from .hub.scrub import scrub_secrets
 
 logger = logging.getLogger(__name__)
@@ -117,14 +117,6 @@ FOUNDATIONS: dict[str, FoundationSpec] = {
         "learns from, conditioned on the world's long descriptions.",
     ),
 }
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_sha256(folder: str | Path) -> dict[str, str]:

@@ -40,6 +40,9 @@ class ZeroShotSegmentationPipeline:
     def from_pretrained(cls, path, **kwargs) -> ZeroShotSegmentationPipeline:
         from transformers import AutoModel, AutoProcessor
 
+        from ..hub.folders import check_model_path
+
+        check_model_path(path, argument="path")
         return cls(AutoModel.from_pretrained(path), AutoProcessor.from_pretrained(path), **kwargs)
 
     def __call__(self, image, candidate_labels, **overrides) -> list[dict]:

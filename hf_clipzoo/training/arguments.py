@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from ..hub.folders import check_model_path
 from ..validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Number
 from .optim import SCHEDULERS
 
@@ -121,14 +122,18 @@ def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, rules
 
 
 def check_shared_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Reject bad values of the shared flags and combinations that would fail late (after data loading or at the end
-    of training). Every script in `training_scripts/` calls it right after parsing."""
+    """Reject bad values of the shared flags, combinations that would fail late (after data loading or at the end
+    of training), and model folders that cannot load (`check_model_path`: the error names the flag and the path).
+    Every script in `training_scripts/` calls it right after parsing."""
     check_flags(parser, args, SHARED_FLAG_RULES)
     if getattr(args, "push_to_hub", False) and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id.")
     stop, total = getattr(args, "stop_after_step", None), getattr(args, "max_train_steps", None)
     if stop is not None and total is not None and stop > total:
         parser.error(f"--stop_after_step must be at most --max_train_steps ({total}), got {stop}.")
+    for name in ("model_name_or_path", "teacher_model_name_or_path"):
+        if getattr(args, name, None):
+            check_model_path(getattr(args, name), argument=f"--{name}")
 
 
 def loggable_config(args: argparse.Namespace) -> dict:
