@@ -31,9 +31,9 @@ import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hf_clipzoo.backbones.processing import build_clip_processor
@@ -67,7 +67,15 @@ from hf_clipzoo.training.arguments import (
     check_shared_arguments,
     loggable_config,
 )
-from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.training.image_text import (
+    add_image_text_data_arguments,
+    build_train_batches,
+    check_image_text_data_arguments,
+    evaluate_image_text,
+    load_image_text_data,
+    resume_stream,
+    stream_checkpoint_state,
+)
 from hf_clipzoo.validation import POSITIVE_INT
 
 logger = logging.getLogger("dreamlip")
@@ -140,6 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/dreamlip")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
+    check_image_text_data_arguments(parser, args)
     check_flags(parser, args, {"num_subcaptions": POSITIVE_INT, "merge": POSITIVE_INT})
     if args.subcaption_columns is None:
         args.subcaption_columns = (
@@ -223,21 +232,19 @@ def main(argv: list[str] | None = None) -> dict:
         num_subcaptions=args.num_subcaptions, merge=args.merge, replacement=args.replacement, seed=args.seed,
     )  # fmt: skip
     collator = SubcaptionCollator(processor, sampler, image_column=args.image_column)
-    train_dataloader = DataLoader(
-        train,
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=collator,
-        num_workers=args.dataloader_num_workers,
-    )
-    steps_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"The training set ({len(train)} samples) is smaller than one global batch "
-            f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+    train_dataloader = build_train_batches(args, accelerator, train, collator)
+    if args.streaming:
+        max_train_steps = args.max_train_steps
+    else:
+        steps_per_epoch = math.ceil(
+            len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
         )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"The training set ({len(train)} samples) is smaller than one global batch "
+                f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+            )
+        max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     optimizer = build_optimizer(
         model,
         name="adamw",
@@ -251,8 +258,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     config = accelerator.unwrap_model(model).config  # `model` may now be wrapped (DDP), which hides `.config`
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    if args.streaming:  # an epoch is one pass over the stream, of unknown length: the step budget ends the run
+        steps_per_epoch, num_epochs = None, sys.maxsize
+    else:
+        steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+        num_epochs = math.ceil(max_train_steps / steps_per_epoch)
 
     global_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     accelerator.init_trackers("dreamlip", config=loggable_config(args))
@@ -261,7 +271,11 @@ def main(argv: list[str] | None = None) -> dict:
         sampler.num_texts, config.contrastive_mode, config.contrastive_loss_weight, config.grouping_loss_weight,
         config.grouping_negatives,
     )  # fmt: skip
-    logger.info("  examples = %d, epochs = %d, optimiser steps = %d", len(train), num_epochs, max_train_steps)
+    logger.info(
+        "  examples = %s, epochs = %s, optimiser steps = %d",
+        *(("streamed", "until the step budget") if args.streaming else (len(train), num_epochs)),
+        max_train_steps,
+    )
     logger.info(
         "  batch per device = %d, processes = %d, accumulation = %d -> global batch = %d",
         args.per_device_train_batch_size,
@@ -279,8 +293,11 @@ def main(argv: list[str] | None = None) -> dict:
         # The count is global; keep it on the main process only so the sum over processes stays right.
         skipped_total = state.get("skipped_samples", 0) if accelerator.is_main_process else 0
         last_loss = state.get("last_loss", float("nan"))
-        first_epoch = global_step // steps_per_epoch
-        batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        if args.streaming:
+            first_epoch = resume_stream(accelerator, train_dataloader, state, checkpoint)
+        else:
+            first_epoch = global_step // steps_per_epoch
+            batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
         logger.info("Resumed from %s at step %d (epoch %d).", checkpoint, global_step, first_epoch)
 
     # --- train ---
@@ -350,6 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "epoch": epoch,
                         "last_loss": last_loss,
                         "skipped_samples": int(across_processes(accelerator, skipped_total, "sum")),
+                        **stream_checkpoint_state(accelerator, train_dataloader),
                     },
                     total_limit=args.checkpoints_total_limit,
                 )
