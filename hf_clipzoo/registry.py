@@ -1,15 +1,18 @@
 """One place that registers every method of the zoo with transformers' Auto classes.
 
-Each method's package calls `register_method(...)` once; `import hf_clipzoo` imports every method package, so
+Each method's package calls `register_method(...)` once; `register_all_methods()` imports every method package, so
 `AutoConfig` / `AutoModel` / `AutoProcessor` (and the task Auto classes a model declares in `_remote_auto_classes`)
-resolve the zoo's `model_type`s without `trust_remote_code`.
+resolve the zoo's `model_type`s without `trust_remote_code`. `import hf_clipzoo` does not import torch or
+transformers itself (the CLI answers `--help` without them); it calls `register_all_methods()` as soon as transformers
+is imported (`register_when_transformers_loads`), which is the earliest an Auto class can be used.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass, field
-
-import transformers
 
 # The seven methods of the zoo and their papers, in the order of the README table.
 PLANNED_METHODS = {
@@ -21,6 +24,8 @@ PLANNED_METHODS = {
     "ma_clip": "arXiv 2308.01532",
     "ape": "arXiv 2304.01195",
 }
+# Every package under hf_clipzoo/models registers itself on import: the CLIP baseline, then the methods.
+METHOD_PACKAGES = ("clip", *PLANNED_METHODS)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ def register_method(
     training_script: str | None = None,
 ) -> MethodInfo:
     """Register a method's config, models and processor with the Auto classes and record it in `list_methods()`."""
+    import transformers
+
     transformers.AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     auto_classes: list[str] = []
     for model_class in model_classes:
@@ -72,7 +79,46 @@ def register_method(
     return info
 
 
+def register_all_methods() -> None:
+    """Import every method package (each registers itself); a no-op once they are imported."""
+    for package in METHOD_PACKAGES:
+        importlib.import_module(f"hf_clipzoo.models.{package}")
+
+
+class _RegisterAfterTransformers:
+    """A `sys.meta_path` finder that lets transformers import normally, then registers the zoo's methods."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "transformers":
+            return None
+        sys.meta_path.remove(self)  # one shot; also keeps the lookup below from finding this finder again
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_transformers = spec.loader.exec_module
+
+        def exec_module(module):
+            exec_transformers(module)
+            register_all_methods()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def register_when_transformers_loads() -> None:
+    """Register every method now if transformers is already imported, else right after it is.
+
+    This keeps `import hf_clipzoo` light (no torch, no transformers) while `import hf_clipzoo` followed by
+    `AutoModel.from_pretrained(...)` still finds the zoo's classes.
+    """
+    if "transformers" in sys.modules:
+        register_all_methods()
+    elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterAfterTransformers())
+
+
 def get_method(name: str) -> MethodInfo:
+    register_all_methods()
     if name not in _METHODS:
         missing = " (planned, not implemented yet)" if name in PLANNED_METHODS else ""
         raise KeyError(f"Unknown method {name!r}{missing}; registered: {sorted(_METHODS)}.")
@@ -85,6 +131,7 @@ def list_methods(include_planned: bool = False) -> list[dict]:
     With `include_planned=True`, methods that are planned but not implemented yet are listed with
     `"status": "not implemented"`.
     """
+    register_all_methods()
     rows = [
         {
             "name": m.name,
@@ -108,4 +155,13 @@ def list_methods(include_planned: bool = False) -> list[dict]:
     return rows
 
 
-__all__ = ["MethodInfo", "PLANNED_METHODS", "get_method", "list_methods", "register_method"]
+__all__ = [
+    "METHOD_PACKAGES",
+    "MethodInfo",
+    "PLANNED_METHODS",
+    "get_method",
+    "list_methods",
+    "register_all_methods",
+    "register_method",
+    "register_when_transformers_loads",
+]
