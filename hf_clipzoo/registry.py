@@ -10,7 +10,6 @@ is imported (`register_when_transformers_loads`), which is the earliest an Auto 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from dataclasses import dataclass, field
 
@@ -85,24 +84,46 @@ def register_all_methods() -> None:
         importlib.import_module(f"hf_clipzoo.models.{package}")
 
 
-class _RegisterAfterTransformers:
-    """A `sys.meta_path` finder that lets transformers import normally, then registers the zoo's methods."""
+class _RegisterOnceTransformersLoads:
+    """A `sys.meta_path` finder that registers every method as soon as an import leaves transformers loaded.
+
+    It watches the imports of transformers and of hf_clipzoo's own modules and registers when the outermost of them
+    has finished: never in the middle of one of the zoo's modules (registering imports all of them, which would find
+    that module half-initialised). Every other import passes by untouched; the finder removes itself once done.
+    """
+
+    def __init__(self):
+        self.depth = 0  # how many watched imports are executing (nested)
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "transformers":
+        if fullname != "transformers" and not fullname.startswith("hf_clipzoo."):
             return None
-        sys.meta_path.remove(self)  # one shot; also keeps the lookup below from finding this finder again
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
+        spec = None
+        for finder in sys.meta_path:
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    break
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        exec_transformers = spec.loader.exec_module
+        exec_module = spec.loader.exec_module
 
-        def exec_module(module):
-            exec_transformers(module)
-            register_all_methods()
+        def exec_then_register(module):
+            self.depth += 1
+            try:
+                exec_module(module)
+            finally:
+                self.depth -= 1
+            if self.depth == 0 and "transformers" in sys.modules:
+                self.register()
 
-        spec.loader.exec_module = exec_module
+        spec.loader.exec_module = exec_then_register
         return spec
+
+    def register(self):
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        register_all_methods()
 
 
 def register_when_transformers_loads() -> None:
@@ -113,8 +134,8 @@ def register_when_transformers_loads() -> None:
     """
     if "transformers" in sys.modules:
         register_all_methods()
-    elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterAfterTransformers())
+    elif not any(isinstance(finder, _RegisterOnceTransformersLoads) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterOnceTransformersLoads())
 
 
 def get_method(name: str) -> MethodInfo:
