@@ -153,6 +153,11 @@ def list_methods(include_planned: bool = False) -> list[dict]:
     `"status": "not implemented"`.
     """
     register_all_methods()
+    # In the README table's order, whatever order the packages happened to be imported in.
+    ordered = sorted(
+        _METHODS.values(),
+        key=lambda m: METHOD_PACKAGES.index(m.name) if m.name in METHOD_PACKAGES else len(METHOD_PACKAGES),
+    )
     rows = [
         {
             "name": m.name,
@@ -165,7 +170,7 @@ def list_methods(include_planned: bool = False) -> list[dict]:
             "auto_classes": list(m.auto_classes),
             "training_script": m.training_script,
         }
-        for m in _METHODS.values()
+        for m in ordered
     ]
     if include_planned:
         rows += [

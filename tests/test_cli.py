@@ -47,22 +47,26 @@ def test_help_of_every_command_imports_neither_torch_nor_transformers():
     assert report["heavy"] == []
 
 
-def test_import_hf_clipzoo_then_auto_classes_find_the_zoo():
-    """The package is light to import, yet `import hf_clipzoo` still registers every method before first use."""
+@pytest.mark.parametrize(
+    "first_import",
+    ["import hf_clipzoo", "from hf_clipzoo.models.clip import ZooCLIPModel"],  # a model module first: no circularity
+)
+def test_any_first_import_then_auto_classes_find_the_zoo(first_import):
+    """The package is light to import, yet importing it still registers every method before an Auto class is used."""
     report = run_fresh(
-        """
+        f"""
         import json, sys
-        import hf_clipzoo
-        light = not any(m.split(".")[0] in {"torch", "transformers"} for m in sys.modules)
+        {first_import}
+        light = not any(m.split(".")[0] in {{"torch", "transformers"}} for m in sys.modules)
         from transformers import AutoConfig
         config = AutoConfig.for_model("clipzoo-fff")
         from hf_clipzoo.registry import METHOD_PACKAGES, list_methods
         from hf_clipzoo.bench import BENCH_ENTRIES
-        print(json.dumps({"light": light, "config": type(config).__name__, "packages": list(METHOD_PACKAGES),
-                          "listed": [m["name"] for m in list_methods()], "bench": sorted(BENCH_ENTRIES)}))
+        print(json.dumps({{"light": light, "config": type(config).__name__, "packages": list(METHOD_PACKAGES),
+                          "listed": [m["name"] for m in list_methods()], "bench": sorted(BENCH_ENTRIES)}}))
         """
     )
-    assert report["light"]
+    assert report["light"] == (first_import == "import hf_clipzoo")
     assert report["config"] == "FFFConfig"
     # What the bench runs: every registered method that has a @bench_entry.
     assert report["listed"] == report["packages"]
