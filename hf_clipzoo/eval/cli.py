@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
+from ..options import TASKS
+
 __all__ = ["TASKS", "run_eval", "load_eval_dataset", "add_eval_arguments", "main"]
 
-TASKS: tuple[str, ...] = ("zero-shot", "retrieval", "mmvp")
 _TASK_ALIASES = {"zero_shot": "zero-shot", "zeroshot": "zero-shot", "mmvp-vlm": "mmvp", "mmvp_vlm": "mmvp"}
 
 

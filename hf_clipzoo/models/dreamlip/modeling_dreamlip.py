@@ -128,6 +128,10 @@ class DreamLIPModel(ZooCLIPModel):
 
     config_class = DreamLIPConfig
     config: DreamLIPConfig
+    # Fine-tuned from a CLIP baseline: it has no local temperature (DreamLIP's starts at
+    # `local_logit_scale_init_value`), and a SigLIP baseline's sigmoid bias has no use in DreamLIP's softmax losses.
+    _keys_to_ignore_on_load_missing = [r"^logit_scale_local$"]
+    _keys_to_ignore_on_load_unexpected = [r"^logit_bias$"]
 
     def __init__(self, config: DreamLIPConfig):
         super().__init__(config)

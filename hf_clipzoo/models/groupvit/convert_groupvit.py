@@ -70,7 +70,7 @@ from pathlib import Path
 
 import torch
 
-from ...backbones.convert import load_state_dict_file
+from ...backbones.convert import add_num_heads_arguments, converter_parser, load_state_dict_file
 from .configuration_groupvit import ZooGroupViTConfig
 from .modeling_groupvit import ZooGroupViTModel
 
@@ -420,25 +420,22 @@ def load_groupvit_checkpoint(
     return model.eval()
 
 
-def main(argv: list[str] | None = None) -> ZooGroupViTModel:
-    """CLI: convert an official GroupViT checkpoint into a `save_pretrained` folder (safetensors) with its processor."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="Official GroupViT .pth (or a .safetensors state dict).")
-    parser.add_argument("--output_dir", required=True, help="Folder for the converted model and processor.")
-    parser.add_argument(
-        "--vision_num_attention_heads", type=int, default=None, help="Vision heads (default: width // 64, official)."
-    )
-    parser.add_argument(
-        "--text_num_attention_heads", type=int, default=None, help="Text heads (default: width // 64, official)."
-    )
+def build_parser() -> argparse.ArgumentParser:
+    parser = converter_parser(__doc__, "Official GroupViT .pth (or a .safetensors state dict).")
+    add_num_heads_arguments(parser)
     parser.add_argument(
         "--no_processor", action="store_true", help="Do not write the processor (tokenizer + image processor)."
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> ZooGroupViTModel:
+    """CLI: convert an official GroupViT checkpoint into a `save_pretrained` folder (safetensors) with its processor."""
+    args = build_parser().parse_args(argv)
     model = load_groupvit_checkpoint(
         args.checkpoint,
-        vision_num_attention_heads=args.vision_num_attention_heads,
-        text_num_attention_heads=args.text_num_attention_heads,
+        vision_num_attention_heads=args.vision_num_heads,
+        text_num_attention_heads=args.text_num_heads,
     )
     model.save_pretrained(args.output_dir)
     config = model.config
@@ -458,6 +455,7 @@ def main(argv: list[str] | None = None) -> ZooGroupViTModel:
 
 __all__ = [
     "RENAMES",
+    "build_parser",
     "convert_groupvit_state_dict",
     "extract_state_dict",
     "infer_groupvit_config",

@@ -312,8 +312,8 @@ def test_cli_writes_safetensors_and_reads_safetensors_input(tmp_path):
     source = tmp_path / "official.safetensors"
     save_file({k: v.contiguous() for k, v in to_official(model.state_dict()).items()}, source)
     out = tmp_path / "converted"
-    main(["--checkpoint", str(source), "--output_dir", str(out), "--vision_num_attention_heads", "2",
-          "--text_num_attention_heads", "2"])  # fmt: skip
+    main(["--checkpoint", str(source), "--output_dir", str(out), "--vision_num_heads", "2",
+          "--text_num_heads", "2"])  # fmt: skip
     assert (out / "model.safetensors").is_file()
     assert not any(name.endswith((".bin", ".pth", ".pt")) for name in os.listdir(out))
     assert (out / "tokenizer_config.json").is_file() or (out / "processor_config.json").is_file()
@@ -328,7 +328,7 @@ def test_cli_entry_point_runs_as_module(tmp_path):
     torch.save(official_checkpoint(tiny_model()), source)
     result = subprocess.run(
         [sys.executable, "-m", "hf_clipzoo.models.groupvit.convert_groupvit", "--checkpoint", str(source),
-         "--output_dir", str(tmp_path / "out"), "--vision_num_attention_heads", "2", "--text_num_attention_heads", "2",
+         "--output_dir", str(tmp_path / "out"), "--vision_num_heads", "2", "--text_num_heads", "2",
          "--no_processor"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
