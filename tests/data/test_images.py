@@ -211,3 +211,20 @@ def test_diva_pipeline_refuses_sixteen_bit_images_it_cannot_convert():
 
     with pytest.raises(ValueError, match=r"Image 0 has mode 'I;16' \(16-bit or float\)"):
         images_to_tensor([Image.fromarray(GREY8.astype(np.uint16) * 257)])
+
+
+def test_diva_pipeline_refuses_floats_outside_zero_one_instead_of_guessing_a_scale():
+    import torch
+
+    from hf_clipzoo.models.diva.pipeline_diva import images_to_tensor
+
+    unit = np.random.default_rng(0).random((4, 4, 3), dtype=np.float32)
+    assert torch.equal(images_to_tensor([unit]), torch.from_numpy(unit).permute(2, 0, 1)[None])
+    with pytest.raises(ValueError, match=r"Image 0 has float values in \[.*\]; expected \[0, 1\]"):
+        images_to_tensor([unit * 255])  # an 8-bit image as floats: taking it as [0, 1] would be silently wrong
+    with pytest.raises(ValueError, match="Image 0 contains NaN"):
+        images_to_tensor([np.full((4, 4, 3), np.nan, dtype=np.float32)])
+    with pytest.raises(ValueError, match="dtype uint16"):
+        images_to_tensor([np.zeros((4, 4, 3), dtype=np.uint16)])
+    with pytest.raises(ValueError, match="The `images` tensor has float values"):
+        images_to_tensor(torch.full((1, 3, 4, 4), 2.0))
