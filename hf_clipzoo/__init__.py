@@ -1,58 +1,43 @@
 """hf-clipzoo: seven methods that repair CLIP's weak spots, as Hugging Face-native models.
 
-Importing the package registers every method with transformers' Auto classes, so
-`AutoModel.from_pretrained(path_or_repo)` works without `trust_remote_code`.
+Importing the package registers every method with transformers' Auto classes (as soon as transformers is imported),
+so `AutoModel.from_pretrained(path_or_repo)` works without `trust_remote_code`. The classes below are imported on
+first use, as transformers does: `import hf_clipzoo` alone (and so `hf-clipzoo --help`) imports neither torch nor
+transformers.
 """
 
 __version__ = "0.1.0.dev0"
 
-from .models.ape import APEConfig, APEModel, APETConfig, APETModel  # noqa: E402
-from .models.clip import ZooCLIPConfig, ZooCLIPModel, ZooCLIPOutput, ZooCLIPProcessor  # noqa: E402
-from .models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor  # noqa: E402
-from .models.diva import DivaConfig, DivaModel  # noqa: E402
-from .models.dreamlip import DreamLIPConfig, DreamLIPModel, DreamLIPProcessor  # noqa: E402
-from .models.fff import FFFConfig, FFFModel, FFFOutput, FFFProcessor  # noqa: E402
-from .models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, ZooGroupViTProcessor  # noqa: E402
-from .models.ma_clip import MACLIPConfig, MACLIPModel, MACLIPProcessor  # noqa: E402
-from .registry import get_method, list_methods  # noqa: E402
+import importlib
+
+from .registry import register_when_transformers_loads
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    **dict.fromkeys(("APEConfig", "APEModel", "APETConfig", "APETModel"), ".models.ape"),
+    **dict.fromkeys(("ZooCLIPConfig", "ZooCLIPModel", "ZooCLIPOutput", "ZooCLIPProcessor"), ".models.clip"),
+    **dict.fromkeys(("CLIPFSARConfig", "CLIPFSARModel", "CLIPFSARProcessor"), ".models.clip_fsar"),
+    **dict.fromkeys(("DivaConfig", "DivaModel", "DivaPipeline"), ".models.diva"),
+    **dict.fromkeys(("DreamLIPConfig", "DreamLIPModel", "DreamLIPProcessor"), ".models.dreamlip"),
+    **dict.fromkeys(("FFFConfig", "FFFModel", "FFFOutput", "FFFProcessor"), ".models.fff"),
+    **dict.fromkeys(("ZooGroupViTConfig", "ZooGroupViTModel", "ZooGroupViTProcessor"), ".models.groupvit"),
+    **dict.fromkeys(("MACLIPConfig", "MACLIPModel", "MACLIPProcessor"), ".models.ma_clip"),
+    **dict.fromkeys(("get_method", "list_methods"), ".registry"),
+}
 
 
 def __getattr__(name: str):
-    if name == "DivaPipeline":  # needs diffusers: imported on first use
-        from .models.diva import DivaPipeline
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-        return DivaPipeline
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = [
-    "APEConfig",
-    "APEModel",
-    "APETConfig",
-    "APETModel",
-    "CLIPFSARConfig",
-    "CLIPFSARModel",
-    "CLIPFSARProcessor",
-    "DivaConfig",
-    "DivaModel",
-    "DivaPipeline",
-    "DreamLIPConfig",
-    "DreamLIPModel",
-    "DreamLIPProcessor",
-    "FFFConfig",
-    "FFFModel",
-    "FFFOutput",
-    "FFFProcessor",
-    "MACLIPConfig",
-    "MACLIPModel",
-    "MACLIPProcessor",
-    "ZooCLIPConfig",
-    "ZooCLIPModel",
-    "ZooCLIPOutput",
-    "ZooCLIPProcessor",
-    "ZooGroupViTConfig",
-    "ZooGroupViTModel",
-    "ZooGroupViTProcessor",
-    "get_method",
-    "list_methods",
-]
+register_when_transformers_loads()
+
+__all__ = sorted(_EXPORTS)

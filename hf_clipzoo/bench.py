@@ -33,60 +33,11 @@ from tqdm.auto import tqdm
 from .data.fashion_mnist import fashion_mnist_root
 from .eval.outcomes import load_outcomes, mean_iou_statistic, paired_bootstrap, save_outcomes
 from .foundations import FOUNDATIONS_DIR
+from .options import PRESETS, BenchPreset
 from .registry import PLANNED_METHODS, list_methods
 
 logger = logging.getLogger(__name__)
 SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "training_scripts"
-
-
-@dataclass(frozen=True)
-class BenchPreset:
-    """The budget of one bench run (shared by every method, so comparisons are at equal cost).
-
-    The image-text methods fine-tune the shipped CLIP foundation (`foundations/clip`) for `method_steps` steps at
-    `learning_rate`; GroupViT fine-tunes its foundation with and without the multi-label loss for `groupvit_steps`;
-    DIVA post-trains for `diva_steps` through the shipped diffusion model; the few-shot video methods train for
-    `episodic_steps` episodic steps. SigLIP (not shipped) trains from scratch for `siglip_steps` when asked for.
-    """
-
-    train_size: int
-    eval_size: int
-    classes_per_split: int
-    batch_size: int
-    learning_rate: float
-    method_steps: int
-    groupvit_steps: int
-    diva_steps: int
-    episodic_steps: int
-    shots: tuple[int, ...]
-    test_episodes: int
-    mmvp_pairs: int
-    segmentation_images: int
-    siglip_steps: int
-    model_preset: str
-
-
-PRESETS = {
-    # Exercised by the test suite: proves the pipeline end to end (from the shipped foundations), not the numbers.
-    "smoke": BenchPreset(
-        train_size=128, eval_size=64, classes_per_split=2, batch_size=32, learning_rate=1e-4, method_steps=4,
-        groupvit_steps=4, diva_steps=4, episodic_steps=2, shots=(1, 2), test_episodes=20, mmvp_pairs=20,
-        segmentation_images=4, siglip_steps=6, model_preset="world-micro",
-    ),
-    # The README default: every claim measured in about 20 minutes on 2 CPU cores.
-    "quick": BenchPreset(
-        train_size=4096, eval_size=512, classes_per_split=10, batch_size=64, learning_rate=2e-4, method_steps=120,
-        groupvit_steps=80, diva_steps=80, episodic_steps=24, shots=(1, 4, 16), test_episodes=300, mmvp_pairs=300,
-        segmentation_images=64, siglip_steps=300, model_preset="world-tiny",
-    ),
-    # A GPU budget: longer schedules, more test items.
-    "full": BenchPreset(
-        train_size=100_000, eval_size=2000, classes_per_split=50, batch_size=256, learning_rate=2e-4,
-        method_steps=5000, groupvit_steps=5000, diva_steps=2000, episodic_steps=2000, shots=(1, 2, 4, 8, 16),
-        test_episodes=10_000, mmvp_pairs=1000, segmentation_images=500, siglip_steps=20_000,
-        model_preset="world-small",
-    ),
-}  # fmt: skip
 
 
 @dataclass
@@ -177,6 +128,8 @@ def evaluation_row(metrics: dict, start: float, model_dir: Path, run_dir: Path) 
 BENCH_ENTRIES: dict[str, Callable[[BenchContext], dict[str, dict]]] = {}
 # The metrics a method's table in results.md shows (all of them when absent); results.json keeps every metric.
 BENCH_COLUMNS: dict[str, tuple[str, ...]] = {}
+# The reference runs every method is compared with (SigLIP only with `--methods siglip`), outside PLANNED_METHODS.
+BASELINES = ("clip", "siglip")
 
 
 def bench_entry(method: str, columns: tuple[str, ...] | None = None):
@@ -185,6 +138,13 @@ def bench_entry(method: str, columns: tuple[str, ...] | None = None):
     `columns` selects the metrics of its results.md table and plots (searched hyper-parameters and bookkeeping stay
     in results.json).
     """
+    # run_bench runs the baselines, then the methods of `PLANNED_METHODS` in order: an entry for a method that is not
+    # listed there would never run, and nothing would say so.
+    if method not in BASELINES and method not in PLANNED_METHODS:
+        raise ValueError(
+            f"bench_entry({method!r}): {method!r} is not in hf_clipzoo.registry.PLANNED_METHODS, so the bench would "
+            f"never run it; add it there (name -> paper) first. Planned: {sorted(PLANNED_METHODS)}."
+        )
 
     def register(function):
         BENCH_ENTRIES[method] = function
@@ -1341,7 +1301,7 @@ def run_bench(
         order = ["clip"] + [m for m in ["siglip", *order] if m in methods and m != "clip"]
     results_methods: dict[str, dict] = {}
     for name in tqdm(order, desc="bench", unit="method"):
-        if name not in ("clip", "siglip") and name not in implemented:
+        if name not in BASELINES and name not in implemented:
             continue
         try:
             results_methods[name] = {"status": "ran", "rows": BENCH_ENTRIES[name](context)}

@@ -6,6 +6,9 @@ hf-clipzoo report bench_out/results.json [--readme README.md --plots_prefix docs
 hf-clipzoo eval --model PATH --dataset PATH --task zero-shot|retrieval|mmvp [...]
 hf-clipzoo caption --model BLIP_FOLDER --dataset PATH --output_dir OUT [--num_captions 5]
 hf-clipzoo list
+
+Building the parser imports nothing heavy (its choices come from `hf_clipzoo.options`): `--help` answers without
+torch or transformers, and each command imports what it runs when it runs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from .options import PRESETS, TASKS
 
 
 def _bench(args) -> int:
@@ -84,9 +89,9 @@ def _caption(args) -> int:
 
 
 def _list(args) -> int:
-    import hf_clipzoo
+    from .registry import list_methods
 
-    for row in hf_clipzoo.list_methods(include_planned=True):
+    for row in list_methods(include_planned=True):
         print(f"{row['name']:<10} {row['status']:<16} {row['paper']}")
     return 0
 
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="Train and evaluate every implemented method on the embedded world.")
-    bench.add_argument("--preset", default="quick", choices=("smoke", "quick", "full"), help="Budget of the run.")
+    bench.add_argument("--preset", default="quick", choices=tuple(PRESETS), help="Budget of the run.")
     bench.add_argument("--output_dir", default="bench_out", help="Where results.md, results.json and plots go.")
     bench.add_argument("--seed", type=int, default=0, help="Seed of the world, the data order and the models.")
     bench.add_argument("--methods", nargs="+", default=None, help="Only these methods (the baseline always runs).")
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = sub.add_parser("eval", help="Evaluate a saved model on a dataset.")
     evaluate.add_argument("--model", required=True, help="A saved model folder (or Hub id in the local cache).")
     evaluate.add_argument("--dataset", required=True, help="A dataset folder (save_to_disk) or a datasets id.")
-    evaluate.add_argument("--task", required=True, choices=("zero-shot", "retrieval", "mmvp"), help="What to measure.")
+    evaluate.add_argument("--task", required=True, choices=TASKS, help="What to measure.")
     evaluate.add_argument("--split", default="test", help="Dataset split.")
     evaluate.add_argument("--image_column", default=None, help="Image column.")
     evaluate.add_argument("--caption_column", default=None, help="Caption column (retrieval).")

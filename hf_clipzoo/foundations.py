@@ -19,7 +19,6 @@ numbers match the fp32 model's to within `FP16_TOLERANCE`, else the fp32 weights
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -27,6 +26,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .hub.folders import file_sha256
+from .hub.scrub import scrub_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -115,14 +117,6 @@ FOUNDATIONS: dict[str, FoundationSpec] = {
         "learns from, conditioned on the world's long descriptions.",
     ),
 }
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_sha256(folder: str | Path) -> dict[str, str]:
@@ -267,7 +261,7 @@ def build_foundations(
         output_dir.mkdir(parents=True, exist_ok=True)
         # Re-read first: foundations built by parallel commands each add their own entry.
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"foundations": {}}
-        manifest["foundations"][name] = entry
+        manifest["foundations"][name] = scrub_secrets(entry)  # the manifest ships: no credentials, no local paths
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         logger.info("foundation %s: %s", name, json.dumps(validation))
     return manifest

@@ -44,5 +44,16 @@ def without_package(request, _without_package_outcomes):
     return _without_package_outcomes[request.node.nodeid]
 
 
+@pytest.fixture(scope="session")
+def smoke_bench(tmp_path_factory):
+    """The output folder of one `hf-clipzoo bench --preset smoke` run, shared by every test that reads a bench run
+    (the bench's own checks, its determinism test, the README's snippets): the run takes minutes, so it runs once."""
+    from hf_clipzoo.cli import main as cli_main
+
+    out = tmp_path_factory.mktemp("smoke") / "bench_out"
+    assert cli_main(["bench", "--preset", "smoke", "--output_dir", str(out)]) == 0
+    return out
+
+
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"hf-clipzoo suite duration: {time.perf_counter() - _SUITE_START:.1f} s")

@@ -9,15 +9,8 @@ from hf_clipzoo.cli import main as cli_main
 from hf_clipzoo.registry import PLANNED_METHODS
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke") / "bench"
-    assert cli_main(["bench", "--preset", "smoke", "--output_dir", str(out)]) == 0
-    return out
-
-
-def test_smoke_bench_through_the_cli(smoke_run):
-    out = smoke_run
+def test_smoke_bench_through_the_cli(smoke_bench):
+    out = smoke_bench
     results = json.loads((out / "results.json").read_text())
     assert results["complete"] is True
     methods = results["methods"]
@@ -55,14 +48,15 @@ def _without_timings(value):
     return value
 
 
-def test_the_same_seed_gives_the_same_results(smoke_run, tmp_path):
+def test_the_same_seed_gives_the_same_results(smoke_bench, tmp_path):
+    # The shared run (tests/conftest.py) is the first; one more run is the second.
     again = tmp_path / "again"
     assert cli_main(["bench", "--preset", "smoke", "--output_dir", str(again)]) == 0
-    first = json.loads((smoke_run / "results.json").read_text())
+    first = json.loads((smoke_bench / "results.json").read_text())
     second = json.loads((again / "results.json").read_text())
     first, second = _without_timings(first), _without_timings(second)
     # Paths differ between the two output folders; everything measured must not.
-    text_a = json.dumps(first, sort_keys=True).replace(str(smoke_run), "OUT")
+    text_a = json.dumps(first, sort_keys=True).replace(str(smoke_bench), "OUT")
     text_b = json.dumps(second, sort_keys=True).replace(str(again), "OUT")
     assert text_a == text_b
 
@@ -89,3 +83,11 @@ def test_a_failing_method_is_reported_and_the_cli_fails(tmp_path, monkeypatch):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["methods"]["siglip"]["status"] == "failed: RuntimeError: boom"
     assert results["methods"]["clip"]["status"] == "ran"
+
+
+def test_a_bench_entry_for_a_method_outside_planned_methods_is_an_error():
+    # run_bench only runs the methods of PLANNED_METHODS: such an entry would silently never run.
+    with pytest.raises(ValueError, match="PLANNED_METHODS"):
+        bench.bench_entry("not_planned")
+    assert "not_planned" not in bench.BENCH_ENTRIES
+    assert set(bench.BENCH_ENTRIES) <= set(PLANNED_METHODS) | set(bench.BASELINES)

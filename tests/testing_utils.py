@@ -240,7 +240,9 @@ class ClipZooModelTesterMixin:
         torch.save(inputs, folder / "inputs.pt")
         torch.save(self._outputs(model, inputs), folder / "expected.pt")
         return f"""
-            import torch, transformers
+            import torch, transformers, warnings
+            # The config's checks travel with the bundled code, and its own saved keys must not warn there.
+            warnings.filterwarnings("error", message=".*unknown key")
             inputs = torch.load("inputs.pt", weights_only=True)
             expected = torch.load("expected.pt", weights_only=True)
             for auto_name in {list(self.model_class._remote_auto_classes)!r}:

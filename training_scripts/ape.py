@@ -4,10 +4,14 @@
 One run, for one K (shots per class):
 1. K images per class are drawn from the training split; the text classifier is built from prompt ensembles
    (templates, plus CuPL-style per-class prompts with `--cupl_prompts`); the cache from `--augment_epochs`
-   augmented passes (random-resized-crop 0.5-1 + flip);
+   augmented passes (random-resized-crop 0.5-1 + flip), raw features averaged then normalised as in the official
+   `build_cache_model` (`--cache_key_average normalized` normalises every view first);
 2. zero-shot CLIP, Tip-Adapter and APE are evaluated, their β, α (γ) searched on the **val** split only;
-3. with `--train`, APE-T is trained (AdamW, cosine, weight decay 0.1, best epoch on val), then β, α are searched
-   on val; `--train_tip_adapter_f` trains the Tip-Adapter-F baseline the same way;
+3. with `--train`, APE-T is trained with the official APE-T optimiser (AdamW with `--learning_rate`,
+   `--adam_epsilon` 1e-3 and `--weight_decay` 0.1, cosine over all steps, best epoch on val), then β, α are searched
+   on val; `--train_tip_adapter_f` trains the Tip-Adapter-F baseline with the official Tip-Adapter optimiser
+   (AdamW lr 1e-3, eps 1e-4, torch's default weight decay 0.01; the optimiser flags are APE-T's), same schedule,
+   epochs and batches;
 4. the main model (APE-T with `--train`, else APE) is saved with its processor, `results.json` and a model card.
 
 The encoder is any saved dual encoder (`--model_name_or_path`): a baseline CLIP from `training_scripts/clip.py`, a
@@ -58,6 +62,7 @@ from hf_clipzoo.models.ape.building import (
     search_hyperparameters,
     zero_shot_correct,
 )
+from hf_clipzoo.models.ape.configuration_ape import CACHE_KEY_AVERAGES
 from hf_clipzoo.training import (
     across_processes,
     build_accelerator,
@@ -72,9 +77,11 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.validation import NON_NEGATIVE_INT, POSITIVE_INT
 
 logger = logging.getLogger("ape")
 
@@ -88,6 +95,9 @@ TIP_IMAGENET_TEMPLATES = (
     "art of the {}.",
     "a photo of the small {}.",
 )
+# Official Tip-Adapter-F (`main.py::run_tip_adapter_F`): `AdamW(lr=cfg['lr'], eps=1e-4)`, lr 1e-3 in every dataset
+# config, torch's default betas and weight decay (0.01). APE-T's own official settings come from the flags.
+TIP_ADAPTER_F_OPTIMIZER = {"lr": 1e-3, "weight_decay": 0.01, "betas": (0.9, 0.999), "eps": 1e-4}
 TEMPLATE_SETS = {
     "world": CLASSIFICATION_TEMPLATES,
     "tip-imagenet": TIP_IMAGENET_TEMPLATES,
@@ -118,6 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     method.add_argument("--model_name_or_path", required=True, help="The frozen encoder: a saved dual-encoder folder.")
     method.add_argument("--shots", type=int, default=16, help="K few-shot images per class (paper: 1/2/4/8/16).")
     method.add_argument("--augment_epochs", type=int, default=10, help="Augmented passes averaged into the cache.")
+    method.add_argument(
+        "--cache_key_average",
+        choices=CACHE_KEY_AVERAGES,
+        default="raw",
+        help="raw: average the raw features of the views, then normalise (official); normalized: normalise each view.",
+    )
     method.add_argument("--templates", choices=sorted(TEMPLATE_SETS), default="world", help="Prompt templates.")
     method.add_argument("--cupl_prompts", default=None, help="JSON {class name: [prompts]} added to the templates.")
     method.add_argument("--num_refined_channels", type=int, default=None, help="APE's Q (default: half of D).")
@@ -148,15 +164,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         num_warmup_steps=0,
         num_train_epochs=20,
     )
-    # The official APE-T uses eps 1e-3 (Tip-Adapter-F 1e-4) and no gradient clipping.
+    # These flags are APE-T's: the official APE-T uses eps 1e-3, weight decay 0.1 and no gradient clipping.
+    # Tip-Adapter-F always gets its own official optimiser (`TIP_ADAPTER_F_OPTIMIZER`).
     parser.set_defaults(adam_epsilon=1e-3, max_grad_norm=0.0, seed=1)
     add_run_arguments(parser, output_dir="runs/ape")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.shots < 1:
-        parser.error(f"--shots must be >= 1, got {args.shots}.")
-    if args.augment_epochs < 0:
-        parser.error(f"--augment_epochs must be >= 0, got {args.augment_epochs}.")
+    check_flags(parser, args, {"shots": POSITIVE_INT, "augment_epochs": NON_NEGATIVE_INT})
     if args.search_scale[0] <= 0.1 or args.search_scale[1] <= 0.1 or args.search_scale[2] <= 0:
         parser.error(f"--search_scale needs β, α > 0.1 and γ > 0, got {args.search_scale}.")
     if min(args.search_steps) < 1:
@@ -223,6 +237,18 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def optimizer_settings(args, name: str) -> dict:
+    """The AdamW hyper-parameters of a trained adapter: Tip-Adapter-F's official ones, or APE-T's from the flags."""
+    if name == "tip_adapter_f":
+        return dict(TIP_ADAPTER_F_OPTIMIZER)
+    return {
+        "lr": args.learning_rate,
+        "weight_decay": args.weight_decay,
+        "betas": (args.adam_beta1, args.adam_beta2),
+        "eps": args.adam_epsilon,
+    }
+
+
 def train_adapter(args, accelerator, model, name: str, few_shot, processor, val_embeds, val_labels) -> dict:
     """Train the adapter's parameters on augmented few-shot images; keep the epoch with the best val accuracy."""
     run_dir = Path(args.output_dir) / name
@@ -239,14 +265,7 @@ def train_adapter(args, accelerator, model, name: str, few_shot, processor, val_
     )
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-    optimizer = build_optimizer(
-        model,
-        name="adamw",
-        lr=args.learning_rate,
-        weight_decay=args.weight_decay,
-        betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon,
-    )
+    optimizer = build_optimizer(model, name="adamw", **optimizer_settings(args, name))
     scheduler = build_scheduler(
         optimizer, name=args.lr_scheduler, num_warmup_steps=args.num_warmup_steps, num_training_steps=max_steps
     )
@@ -393,6 +412,7 @@ def main(argv: list[str] | None = None) -> dict:
         seed=args.seed,
         batch_size=args.encode_batch_size,
         accelerator=accelerator,
+        key_average=args.cache_key_average,
         **columns,
     )
     cache_keys, cache_values = cache_keys.to(accelerator.device), cache_values.to(accelerator.device)
@@ -409,6 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer=processor,
         init_alpha=args.init_alpha,
         init_beta=args.init_beta,
+        cache_key_average=args.cache_key_average,
     )
     search_tip = {"search_scale": args.search_scale[:2], "search_steps": args.search_steps[:2]}
     search_ape = {"search_scale": args.search_scale, "search_steps": args.search_steps}

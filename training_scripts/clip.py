@@ -27,9 +27,9 @@ import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hf_clipzoo.backbones.processing import build_clip_processor
@@ -53,7 +53,15 @@ from hf_clipzoo.training.arguments import (
     check_shared_arguments,
     loggable_config,
 )
-from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.training.image_text import (
+    add_image_text_data_arguments,
+    build_train_batches,
+    check_image_text_data_arguments,
+    evaluate_image_text,
+    load_image_text_data,
+    resume_stream,
+    stream_checkpoint_state,
+)
 
 logger = logging.getLogger("clip")
 
@@ -84,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.dataset != "synthetic" and args.eval_split is None:
         logger.info("No --eval_split given: the run reports training loss only.")
     check_shared_arguments(parser, args)
+    check_image_text_data_arguments(parser, args)
     return args
 
 
@@ -126,21 +135,19 @@ def main(argv: list[str] | None = None) -> dict:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     collator = ImageTextCollator(processor, image_column=args.image_column, caption_column=args.caption_column)
-    train_dataloader = DataLoader(
-        train,
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=collator,
-        num_workers=args.dataloader_num_workers,
-    )
-    steps_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"The training set ({len(train)} samples) is smaller than one global batch "
-            f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+    train_dataloader = build_train_batches(args, accelerator, train, collator)
+    if args.streaming:
+        max_train_steps = args.max_train_steps
+    else:
+        steps_per_epoch = math.ceil(
+            len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
         )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"The training set ({len(train)} samples) is smaller than one global batch "
+                f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+            )
+        max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     optimizer = build_optimizer(
         model,
         name="adamw",
@@ -154,13 +161,20 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     config = accelerator.unwrap_model(model).config  # `model` may now be wrapped (DDP), which hides `.config`
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    if args.streaming:  # an epoch is one pass over the stream, of unknown length: the step budget ends the run
+        steps_per_epoch, num_epochs = None, sys.maxsize
+    else:
+        steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+        num_epochs = math.ceil(max_train_steps / steps_per_epoch)
 
     global_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     accelerator.init_trackers("clip", config=loggable_config(args))
     logger.info("***** Training the baseline %s *****", "SigLIP" if config.loss_type == "sigmoid" else "CLIP")
-    logger.info("  examples = %d, epochs = %d, optimiser steps = %d", len(train), num_epochs, max_train_steps)
+    logger.info(
+        "  examples = %s, epochs = %s, optimiser steps = %d",
+        *(("streamed", "until the step budget") if args.streaming else (len(train), num_epochs)),
+        max_train_steps,
+    )
     logger.info(
         "  batch per device = %d, processes = %d, accumulation = %d -> global batch = %d",
         args.per_device_train_batch_size,
@@ -178,8 +192,11 @@ def main(argv: list[str] | None = None) -> dict:
         # The count is global; keep it on the main process only so the sum over processes stays right.
         skipped_total = state.get("skipped_samples", 0) if accelerator.is_main_process else 0
         last_loss = state.get("last_loss", float("nan"))
-        first_epoch = global_step // steps_per_epoch
-        batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        if args.streaming:
+            first_epoch = resume_stream(accelerator, train_dataloader, state, checkpoint)
+        else:
+            first_epoch = global_step // steps_per_epoch
+            batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
         logger.info("Resumed from %s at step %d (epoch %d).", checkpoint, global_step, first_epoch)
 
     # --- train ---
@@ -243,6 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "epoch": epoch,
                         "last_loss": last_loss,
                         "skipped_samples": int(across_processes(accelerator, skipped_total, "sum")),
+                        **stream_checkpoint_state(accelerator, train_dataloader),
                     },
                     total_limit=args.checkpoints_total_limit,
                 )

@@ -76,9 +76,11 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.validation import NON_NEGATIVE, POSITIVE_INT, ListOf
 
 logger = logging.getLogger("clip_fsar")
 BEST_FILE = "best_model.safetensors"
@@ -123,15 +125,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.set_defaults(lr_scheduler="constant_with_warmup", max_train_steps=100)
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    for name in ("num_frames", "way", "train_shot", "train_query", "tasks_per_step", "val_shot", "val_episodes",
-                 "test_episodes", "eval_query", "eval_batch_episodes", "synthetic_train_per_class",
-                 "synthetic_val_per_class", "synthetic_test_per_class"):  # fmt: skip
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive, got {getattr(args, name)}.")
-    if any(shot <= 0 for shot in args.test_shots):
-        parser.error(f"--test_shots must be positive, got {args.test_shots}.")
-    if args.text_loss_weight < 0:
-        parser.error(f"--text_loss_weight must be >= 0, got {args.text_loss_weight}.")
+    episode_sizes = ("num_frames", "way", "train_shot", "train_query", "tasks_per_step", "val_shot", "val_episodes",
+                     "test_episodes", "eval_query", "eval_batch_episodes", "synthetic_train_per_class",
+                     "synthetic_val_per_class", "synthetic_test_per_class")  # fmt: skip
+    check_flags(
+        parser,
+        args,
+        {
+            **dict.fromkeys(episode_sizes, POSITIVE_INT),
+            "test_shots": ListOf(POSITIVE_INT, min_length=1),
+            "text_loss_weight": NON_NEGATIVE,
+        },
+    )
     if args.per_device_train_batch_size != 1 or args.gradient_accumulation_steps != 1:
         parser.error("Episodes are the batch here: use --tasks_per_step instead of the batch / accumulation flags.")
     return args

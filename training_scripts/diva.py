@@ -8,9 +8,12 @@ world model of `training_scripts/diva_pretrain_diffusion.py`) denoises each imag
 tokens; the ε-prediction error trains the tower (SGD with momentum, cosine schedule with warm-up, gradient clipping:
 the official recipe, spec §4.4). MMVP pair accuracy and zero-shot accuracy are measured before and after.
 
-Outputs in `<output_dir>/final/`: `clip/` (the full CLIP with the tuned tower, same class as the input, + processor
-+ model card), `clip_vision/` (a plain transformers `CLIPVisionModel`, loadable without hf_clipzoo, e.g. for LLaVA),
-`condition_model/` (the `DivaModel`: tower + projections + prompt embedding, for `DivaPipeline`), `results.json`.
+`<output_dir>/final/` is a `DivaPipeline` folder (`model_index.json`, `vae/`, `unet/`, `scheduler/`,
+`condition_model/` = the tuned `DivaModel`: tower + projections + prompt embedding, and the pipeline's code), so
+`DiffusionPipeline.from_pretrained(final, trust_remote_code=True)` loads it without hf_clipzoo; next to the components:
+`clip/` (the full CLIP with the tuned tower, same class as the input, + processor; what `--push_to_hub` uploads),
+`clip_vision/` (a plain transformers `CLIPVisionModel` + its image processor, e.g. for LLaVA) and `results.json`.
+Every folder has a model card.
 
     # the embedded world: pre-train the diffusion model once, then post-train a baseline CLIP
     python training_scripts/diva_pretrain_diffusion.py --clip_model_name_or_path runs/clip/final --output_dir runs/diva-sd
@@ -41,11 +44,12 @@ from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel
 
 from hf_clipzoo.backbones.processing import build_clip_processor
+from hf_clipzoo.data.images import to_rgb_image
 from hf_clipzoo.eval.mmvp import evaluate_mmvp
 from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel, ZooCLIPProcessor
-from hf_clipzoo.models.diva import DivaConfig, DivaModel
+from hf_clipzoo.models.diva import DivaConfig, DivaModel, DivaPipeline
 from hf_clipzoo.models.diva.configuration_diva import (
     DIFFUSION_LOSSES,
     TEXT_COMBINATIONS,
@@ -67,10 +71,12 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
 from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.validation import NON_NEGATIVE_INT, POSITIVE_INT
 
 logger = logging.getLogger("diva")
 
@@ -139,10 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_prompt(args.prompt, args.allow_empty_prompt)
     except ValueError as error:
         parser.error(str(error))
-    if args.num_noise_draws <= 0:
-        parser.error(f"--num_noise_draws must be positive, got {args.num_noise_draws}.")
-    if args.mmvp_pairs < 0:
-        parser.error(f"--mmvp_pairs must be >= 0, got {args.mmvp_pairs}.")
+    check_flags(parser, args, {"num_noise_draws": POSITIVE_INT, "mmvp_pairs": NON_NEGATIVE_INT})
     return args
 
 
@@ -231,7 +234,7 @@ class ImageCollator:
                 image = row[self.image_column]
                 if not isinstance(image, Image.Image):
                     image = Image.open(image)
-                image = image.convert("RGB").resize((self.resolution, self.resolution), Image.BICUBIC)
+                image = to_rgb_image(image).resize((self.resolution, self.resolution), Image.BICUBIC)
             except (OSError, ValueError) as error:  # a corrupt sample is skipped and counted, never fatal
                 logger.warning("Skipping an unreadable image: %s", error)
                 skipped += 1
@@ -493,26 +496,42 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator.wait_for_everyone()
     final_dir = output_dir / "final"
     if accelerator.is_main_process:
+        # The frozen diffusion model and the tuned condition model: what scores (or continues) the post-training.
+        DivaPipeline(vae=vae, unet=unet, scheduler=noise_scheduler, condition_model=unwrapped).save_pretrained(
+            final_dir
+        )
         clip.save_pretrained(final_dir / "clip")
         processor.save_pretrained(final_dir / "clip")
         # A plain transformers CLIPVisionModel: what LLaVA-style users load (no hf_clipzoo needed).
         unwrapped.vision_model.save_pretrained(final_dir / "clip_vision")
-        unwrapped.save_pretrained(final_dir / "condition_model")
+        for folder in ("clip_vision", "condition_model"):  # vision-only: the image processor, not the tokenizer
+            image_processor.save_pretrained(final_dir / folder)
         (final_dir / "results.json").write_text(json.dumps({"step": global_step, **metrics}, indent=2) + "\n")
-        card = render_model_card(
-            "diva",
-            model_id=args.hub_model_id or final_dir.name,
-            datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
-            # The model-index describes this model: its own (after) numbers; the baseline and deltas get a table.
-            metrics={k: v for k, v in metrics.items() if "/before/" not in k and "/delta/" not in k},
-            extra={"baseline_metrics": {k: v for k, v in metrics.items() if "/before/" in k or "/delta/" in k}},
-            training_args=loggable_config(args),
-            pipeline_tag="zero-shot-image-classification",
-            base_model=args.model_name_or_path
+        base_model = (
+            args.model_name_or_path
             if "/" in args.model_name_or_path and not Path(args.model_name_or_path).exists()
-            else None,
+            else None
         )
-        save_model_card(final_dir / "clip", card)
+        for kind, folder in (("clip", "clip"), ("pipeline", "."), ("condition_model", "condition_model"),
+                             ("clip_vision", "clip_vision")):  # fmt: skip
+            card = render_model_card(
+                "diva",
+                # Only final/clip is pushed; locally each card's snippets load the folder it sits in, by its name.
+                model_id=args.hub_model_id or (final_dir.name if folder == "." else folder),
+                datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
+                # The model-index describes this model: its own (after) numbers; the baseline and deltas get a table.
+                metrics={k: v for k, v in metrics.items() if "/before/" not in k and "/delta/" not in k},
+                extra={
+                    "baseline_metrics": {k: v for k, v in metrics.items() if "/before/" in k or "/delta/" in k},
+                    "folder_kind": kind,
+                },
+                training_args=loggable_config(args),
+                pipeline_tag="zero-shot-image-classification" if kind == "clip" else None,
+                base_model=base_model,
+            )
+            if kind == "pipeline":
+                card.data.library_name = "diffusers"
+            save_model_card(final_dir / folder, card)
         if args.push_to_hub:
             push_folder_to_hub(final_dir / "clip", args.hub_model_id, token=args.hub_token)
     accelerator.end_training()

@@ -4,8 +4,9 @@
 DIVA (arXiv 2407.20171) post-trains CLIP through a *frozen* Stable Diffusion 2.1-base; its feedback is only as good as
 the diffusion model's knowledge of the images. No SD weights exist offline, so this script trains a tiny one on the
 world's images and captions, and writes it in the diffusers layout `training_scripts/diva.py` reads (the same layout as
-`stable-diffusion-2-1-base`): `vae/`, `unet/`, `scheduler/`, `text_encoder/`, `tokenizer/`, plus
-`diva_diffusion.json` (resolution and validation losses).
+`stable-diffusion-2-1-base`): `vae/`, `unet/`, `scheduler/`, `text_encoder/`, `tokenizer/` and `model_index.json` (a
+`StableDiffusionPipeline` without safety checker, so `DiffusionPipeline.from_pretrained(folder)` loads it), plus
+`diva_diffusion.json` (resolution and validation losses) and a model card.
 
 Two phases: (1) the `AutoencoderKL` learns to reconstruct (MSE + a small KL term), then its `scaling_factor` is set
 to 1/std of the latents as for SD; (2) the UNet learns ε-prediction on the latents conditioned on the caption's text
@@ -37,6 +38,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from hf_clipzoo.backbones.tokenizer import load_clip_tokenizer
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
+from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel
 from hf_clipzoo.models.diva.diffusion import (
     DIFFUSION_PRESETS,
@@ -45,6 +47,8 @@ from hf_clipzoo.models.diva.diffusion import (
     validation_losses,
 )
 from hf_clipzoo.training import build_optimizer, build_scheduler, check_finite
+from hf_clipzoo.training.arguments import check_flags, check_shared_arguments
+from hf_clipzoo.validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT
 
 logger = logging.getLogger("diva_pretrain_diffusion")
 
@@ -87,13 +91,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--logging_steps", type=int, default=50, help="Log every N steps.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the world, initialisation and noise.")
     args = parser.parse_args(argv)
-    for name in ("resolution", "train_size", "eval_size", "batch_size", "max_train_steps", "text_max_length"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive, got {getattr(args, name)}.")
-    if args.stop_after_step is not None and not 0 < args.stop_after_step <= args.max_train_steps:
-        parser.error(f"--stop_after_step must be in [1, --max_train_steps], got {args.stop_after_step}.")
-    if args.vae_train_steps < 0:
-        parser.error(f"--vae_train_steps must be >= 0, got {args.vae_train_steps}.")
+    check_shared_arguments(parser, args)
+    check_flags(
+        parser,
+        args,
+        {
+            "text_hidden_size": POSITIVE_INT,
+            "text_max_length": POSITIVE_INT,
+            "train_size": POSITIVE_INT,
+            "eval_size": POSITIVE_INT,
+            "vae_train_steps": NON_NEGATIVE_INT,
+            "vae_learning_rate": POSITIVE,
+            "kl_weight": NON_NEGATIVE,
+        },
+    )
     return args
 
 
@@ -103,8 +114,10 @@ def build_text_encoder(args) -> tuple[CLIPTextModel, object, bool]:
         clip = ZooCLIPModel.from_pretrained(args.clip_model_name_or_path)
         encoder = clip.text_model
         max_length = clip.config.text_config.max_position_embeddings
-        return encoder, load_clip_tokenizer(max_length), False
-    tokenizer = load_clip_tokenizer(args.text_max_length)
+        return encoder, load_clip_tokenizer(max_length, text_cleaning="none"), False
+    # The tokenizer Stable Diffusion ships (transformers' CLIPTokenizer, no OpenAI text cleaning): the folder is a
+    # plain StableDiffusionPipeline, whose loader only knows transformers' tokenizer classes.
+    tokenizer = load_clip_tokenizer(args.text_max_length, text_cleaning="none")
     config = CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=args.text_hidden_size, intermediate_size=4 * args.text_hidden_size,
         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=args.text_max_length,
@@ -228,14 +241,24 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {"diffusion/train_loss": last_loss, "diffusion/vae_reconstruction_mse": vae_mse}
     metrics.update(validation_losses(vae, unet, text_encoder, scheduler, eval_loader, device, args.seed))
     if accelerator.is_main_process:
+        from diffusers import StableDiffusionPipeline
+
         output_dir.mkdir(parents=True, exist_ok=True)
-        vae.save_pretrained(output_dir / "vae")
-        unet.save_pretrained(output_dir / "unet")
-        scheduler.save_pretrained(output_dir / "scheduler")
-        text_encoder.save_pretrained(output_dir / "text_encoder")
-        tokenizer.save_pretrained(output_dir / "tokenizer")
+        pipeline = StableDiffusionPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )  # fmt: skip
+        pipeline.save_pretrained(output_dir)
         extras = {"image_size": args.resolution, "preset": args.preset, "text_max_length": max_length, **metrics}
         (output_dir / "diva_diffusion.json").write_text(json.dumps(extras, indent=2) + "\n")
+        card = render_model_card(
+            "diva", model_id=output_dir.name, datasets=["hf-clipzoo/embedded-world"], training_args=vars(args),
+            pipeline_tag="text-to-image",
+            # Training and validation losses describe the run, not an evaluation: the card's table, no model-index.
+            extra={"folder_kind": "diffusion", "image_size": args.resolution, "validation": metrics},
+        )  # fmt: skip
+        card.data.library_name = "diffusers"
+        save_model_card(output_dir, card)
     accelerator.wait_for_everyone()
     logger.info("Done: %s", json.dumps(metrics))
     if not all(math.isfinite(v) for v in metrics.values()):

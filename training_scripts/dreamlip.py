@@ -31,9 +31,9 @@ import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hf_clipzoo.backbones.processing import build_clip_processor
@@ -63,10 +63,20 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
-from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.training.image_text import (
+    add_image_text_data_arguments,
+    build_train_batches,
+    check_image_text_data_arguments,
+    evaluate_image_text,
+    load_image_text_data,
+    resume_stream,
+    stream_checkpoint_state,
+)
+from hf_clipzoo.validation import POSITIVE_INT
 
 logger = logging.getLogger("dreamlip")
 
@@ -75,6 +85,9 @@ LOSS_FLAGS = (
     "contrastive_mode",
     "contrastive_loss_weight",
     "grouping_loss_weight",
+    "circle_loss_weight",
+    "circle_loss_gamma",
+    "circle_loss_margin",
     "grouping_norm",
     "grouping_threshold",
     "grouping_negatives",
@@ -111,6 +124,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--contrastive_mode", choices=CONTRASTIVE_MODES, default="per_slot", help="See DreamLIPConfig.")
     model.add_argument("--contrastive_loss_weight", type=float, default=1.0, help="λ of the contrastive loss.")
     model.add_argument("--grouping_loss_weight", type=float, default=1.0, help="λ of the grouping loss (0: off).")
+    model.add_argument(
+        "--circle_loss_weight",
+        type=float,
+        default=0.0,
+        help="λ of the released --use_multipos_loss circle loss (0: off; 0.1 reproduces the released code).",
+    )
+    model.add_argument("--circle_loss_gamma", type=float, default=32.0, help="Circle loss γ (released --gamma).")
+    model.add_argument("--circle_loss_margin", type=float, default=0.25, help="Circle loss m (released --margin).")
     model.add_argument("--grouping_norm", choices=GROUPING_NORMS, default="minmax", help="See DreamLIPConfig.")
     model.add_argument("--grouping_threshold", type=float, default=0.0, help="σ (negative: 1/num_patches).")
     model.add_argument("--grouping_negatives", choices=GROUPING_NEGATIVES, default="batch", help="See DreamLIPConfig.")
@@ -127,10 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/dreamlip")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.num_subcaptions < 1:
-        parser.error(f"--num_subcaptions (K) must be >= 1, got {args.num_subcaptions}.")
-    if args.merge < 1:
-        parser.error(f"--merge must be >= 1, got {args.merge}.")
+    check_image_text_data_arguments(parser, args)
+    check_flags(parser, args, {"num_subcaptions": POSITIVE_INT, "merge": POSITIVE_INT})
     if args.subcaption_columns is None:
         args.subcaption_columns = (
             list(DREAMLIP_CAPTION_COLUMNS) if args.dreamlip_csv_layout else ["long_caption", "pseudo_captions"]
@@ -213,21 +232,19 @@ def main(argv: list[str] | None = None) -> dict:
         num_subcaptions=args.num_subcaptions, merge=args.merge, replacement=args.replacement, seed=args.seed,
     )  # fmt: skip
     collator = SubcaptionCollator(processor, sampler, image_column=args.image_column)
-    train_dataloader = DataLoader(
-        train,
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=collator,
-        num_workers=args.dataloader_num_workers,
-    )
-    steps_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"The training set ({len(train)} samples) is smaller than one global batch "
-            f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+    train_dataloader = build_train_batches(args, accelerator, train, collator)
+    if args.streaming:
+        max_train_steps = args.max_train_steps
+    else:
+        steps_per_epoch = math.ceil(
+            len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
         )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"The training set ({len(train)} samples) is smaller than one global batch "
+                f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+            )
+        max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     optimizer = build_optimizer(
         model,
         name="adamw",
@@ -241,8 +258,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     config = accelerator.unwrap_model(model).config  # `model` may now be wrapped (DDP), which hides `.config`
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    if args.streaming:  # an epoch is one pass over the stream, of unknown length: the step budget ends the run
+        steps_per_epoch, num_epochs = None, sys.maxsize
+    else:
+        steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+        num_epochs = math.ceil(max_train_steps / steps_per_epoch)
 
     global_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     accelerator.init_trackers("dreamlip", config=loggable_config(args))
@@ -251,7 +271,11 @@ def main(argv: list[str] | None = None) -> dict:
         sampler.num_texts, config.contrastive_mode, config.contrastive_loss_weight, config.grouping_loss_weight,
         config.grouping_negatives,
     )  # fmt: skip
-    logger.info("  examples = %d, epochs = %d, optimiser steps = %d", len(train), num_epochs, max_train_steps)
+    logger.info(
+        "  examples = %s, epochs = %s, optimiser steps = %d",
+        *(("streamed", "until the step budget") if args.streaming else (len(train), num_epochs)),
+        max_train_steps,
+    )
     logger.info(
         "  batch per device = %d, processes = %d, accumulation = %d -> global batch = %d",
         args.per_device_train_batch_size,
@@ -269,8 +293,11 @@ def main(argv: list[str] | None = None) -> dict:
         # The count is global; keep it on the main process only so the sum over processes stays right.
         skipped_total = state.get("skipped_samples", 0) if accelerator.is_main_process else 0
         last_loss = state.get("last_loss", float("nan"))
-        first_epoch = global_step // steps_per_epoch
-        batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        if args.streaming:
+            first_epoch = resume_stream(accelerator, train_dataloader, state, checkpoint)
+        else:
+            first_epoch = global_step // steps_per_epoch
+            batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
         logger.info("Resumed from %s at step %d (epoch %d).", checkpoint, global_step, first_epoch)
 
     # --- train ---
@@ -279,6 +306,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model.train()
     running = {"loss": 0.0, "contrastive_loss": 0.0, "grouping_loss": 0.0}
+    if config.circle_loss_weight > 0:  # logged only when on, so default runs log what they always did
+        running["circle_loss"] = 0.0
     running_count, skipped = 0, 0
     for epoch in range(first_epoch, num_epochs):
         train_dataloader.set_epoch(epoch)
@@ -338,6 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "epoch": epoch,
                         "last_loss": last_loss,
                         "skipped_samples": int(across_processes(accelerator, skipped_total, "sum")),
+                        **stream_checkpoint_state(accelerator, train_dataloader),
                     },
                     total_limit=args.checkpoints_total_limit,
                 )

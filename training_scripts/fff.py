@@ -31,10 +31,10 @@ import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hf_clipzoo.backbones.processing import build_clip_processor
@@ -55,10 +55,20 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
-from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.training.image_text import (
+    add_image_text_data_arguments,
+    build_train_batches,
+    check_image_text_data_arguments,
+    evaluate_image_text,
+    load_image_text_data,
+    resume_stream,
+    stream_checkpoint_state,
+)
+from hf_clipzoo.validation import NON_NEGATIVE_INT
 
 logger = logging.getLogger("fff")
 
@@ -148,8 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/fff")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.num_pseudo_captions < 0:
-        parser.error(f"--num_pseudo_captions must be >= 0, got {args.num_pseudo_captions}.")
+    check_image_text_data_arguments(parser, args)
+    check_flags(parser, args, {"num_pseudo_captions": NON_NEGATIVE_INT})
     if args.dataset != "synthetic" and args.eval_split is None:
         logger.info("No --eval_split given: the run reports training loss only.")
     return args
@@ -233,21 +243,19 @@ def main(argv: list[str] | None = None) -> dict:
         processor, image_column=args.image_column, caption_column=args.caption_column,
         extra_caption_column=args.pseudo_caption_column, num_extra_captions=args.num_pseudo_captions,
     )  # fmt: skip
-    train_dataloader = DataLoader(
-        train,
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=collator,
-        num_workers=args.dataloader_num_workers,
-    )
-    steps_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"The training set ({len(train)} samples) is smaller than one global batch "
-            f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+    train_dataloader = build_train_batches(args, accelerator, train, collator)
+    if args.streaming:
+        max_train_steps = args.max_train_steps
+    else:
+        steps_per_epoch = math.ceil(
+            len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
         )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"The training set ({len(train)} samples) is smaller than one global batch "
+                f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+            )
+        max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     optimizer = build_optimizer(
         model,
         name="adamw",
@@ -263,8 +271,11 @@ def main(argv: list[str] | None = None) -> dict:
     if teacher is not None:
         teacher.to(accelerator.device)
     config = accelerator.unwrap_model(model).config  # `model` may now be wrapped (DDP), which hides `.config`
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    if args.streaming:  # an epoch is one pass over the stream, of unknown length: the step budget ends the run
+        steps_per_epoch, num_epochs = None, sys.maxsize
+    else:
+        steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+        num_epochs = math.ceil(max_train_steps / steps_per_epoch)
 
     global_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     accelerator.init_trackers("fff", config=loggable_config(args))
@@ -272,7 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
         "***** Training FFF: %s loss, mining %s (%s), %d pseudo-captions per image *****",
         config.loss_type, "on" if config.mining else "off", config.mining_source, args.num_pseudo_captions,
     )  # fmt: skip
-    logger.info("  examples = %d, epochs = %d, optimiser steps = %d", len(train), num_epochs, max_train_steps)
+    logger.info(
+        "  examples = %s, epochs = %s, optimiser steps = %d",
+        *(("streamed", "until the step budget") if args.streaming else (len(train), num_epochs)),
+        max_train_steps,
+    )
     logger.info(
         "  batch per device = %d, processes = %d, accumulation = %d -> global batch = %d",
         args.per_device_train_batch_size,
@@ -290,8 +305,11 @@ def main(argv: list[str] | None = None) -> dict:
         # The count is global; keep it on the main process only so the sum over processes stays right.
         skipped_total = state.get("skipped_samples", 0) if accelerator.is_main_process else 0
         last_loss = state.get("last_loss", float("nan"))
-        first_epoch = global_step // steps_per_epoch
-        batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        if args.streaming:
+            first_epoch = resume_stream(accelerator, train_dataloader, state, checkpoint)
+        else:
+            first_epoch = global_step // steps_per_epoch
+            batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
         logger.info("Resumed from %s at step %d (epoch %d).", checkpoint, global_step, first_epoch)
 
     # --- train ---
@@ -362,6 +380,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "epoch": epoch,
                         "last_loss": last_loss,
                         "skipped_samples": int(across_processes(accelerator, skipped_total, "sum")),
+                        **stream_checkpoint_state(accelerator, train_dataloader),
                     },
                     total_limit=args.checkpoints_total_limit,
                 )

@@ -27,13 +27,14 @@ import json
 import logging
 import math
 import random
+import sys
 import zlib
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from hf_clipzoo.data.collate import UnreadableSample, clean_caption, decode_image
 from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.eval.segmentation import evaluate_world_segmentation
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
@@ -54,10 +55,20 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
-from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
+from hf_clipzoo.training.image_text import (
+    add_image_text_data_arguments,
+    build_train_batches,
+    check_image_text_data_arguments,
+    evaluate_image_text,
+    load_image_text_data,
+    resume_stream,
+    stream_checkpoint_state,
+)
+from hf_clipzoo.validation import NON_NEGATIVE_INT
 
 logger = logging.getLogger("groupvit")
 
@@ -90,8 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/groupvit", stoppable=True)
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.num_prompts < 0:
-        parser.error(f"--num_prompts must be >= 0, got {args.num_prompts}.")
+    check_image_text_data_arguments(parser, args)
+    check_flags(parser, args, {"num_prompts": NON_NEGATIVE_INT})
     return args
 
 
@@ -126,12 +137,26 @@ class PromptCollator:
         self.nouns_column, self.num_prompts = nouns_column, num_prompts
 
     def __call__(self, rows: list[dict]) -> dict:
-        captions = [row[self.caption_column] for row in rows]
-        batch = dict(self.processor(images=[row[self.image_column] for row in rows], text=captions))
+        # Real data comes with undecoded image columns (`load_image_text_dataset`); unreadable rows are dropped and
+        # counted, as the other image-text collators do.
+        kept, images, captions = [], [], []
+        for row in rows:
+            try:
+                images.append(decode_image(row[self.image_column]))
+                captions.append(clean_caption(row[self.caption_column]))
+            except UnreadableSample:
+                del images[len(captions) :]
+                continue
+            kept.append(row)
+        if not kept:
+            raise ValueError(
+                f"Every sample of a batch of {len(rows)} was unreadable; check --image_column and --caption_column."
+            )
+        batch = dict(self.processor(images=images, text=captions))
         if self.num_prompts:
-            words = [list(row[self.nouns_column]) for row in rows] if self.nouns_column else None
+            words = [list(row[self.nouns_column]) for row in kept] if self.nouns_column else None
             batch["prompt_sources"] = (captions, words)
-        batch["num_skipped"] = 0
+        batch["num_skipped"] = len(rows) - len(kept)
         return batch
 
 
@@ -194,21 +219,19 @@ def main(argv: list[str] | None = None) -> dict:
         processor, image_column=args.image_column, caption_column=args.caption_column,
         nouns_column=args.nouns_column or None, num_prompts=args.num_prompts,
     )  # fmt: skip
-    train_dataloader = DataLoader(
-        train,
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        collate_fn=collator,
-        num_workers=args.dataloader_num_workers,
-    )
-    steps_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"The training set ({len(train)} samples) is smaller than one global batch "
-            f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+    train_dataloader = build_train_batches(args, accelerator, train, collator)
+    if args.streaming:
+        max_train_steps = args.max_train_steps
+    else:
+        steps_per_epoch = math.ceil(
+            len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
         )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"The training set ({len(train)} samples) is smaller than one global batch "
+                f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
+            )
+        max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     optimizer = build_optimizer(
         model,
         name="adamw",
@@ -222,8 +245,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     config = accelerator.unwrap_model(model).config  # `model` may now be wrapped (DDP), which hides `.config`
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    if args.streaming:  # an epoch is one pass over the stream, of unknown length: the step budget ends the run
+        steps_per_epoch, num_epochs = None, sys.maxsize
+    else:
+        steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+        num_epochs = math.ceil(max_train_steps / steps_per_epoch)
 
     global_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     accelerator.init_trackers("groupvit", config=loggable_config(args))
@@ -231,7 +257,11 @@ def main(argv: list[str] | None = None) -> dict:
         "***** Training GroupViT: L_IT + %.2f * L_ML, %d prompts per image *****",
         config.multi_label_loss_weight, args.num_prompts,
     )  # fmt: skip
-    logger.info("  examples = %d, epochs = %d, optimiser steps = %d", len(train), num_epochs, max_train_steps)
+    logger.info(
+        "  examples = %s, epochs = %s, optimiser steps = %d",
+        *(("streamed", "until the step budget") if args.streaming else (len(train), num_epochs)),
+        max_train_steps,
+    )
     logger.info(
         "  batch per device = %d, processes = %d, accumulation = %d -> global batch = %d",
         args.per_device_train_batch_size,
@@ -249,8 +279,11 @@ def main(argv: list[str] | None = None) -> dict:
         # The count is global; keep it on the main process only so the sum over processes stays right.
         skipped_total = state.get("skipped_samples", 0) if accelerator.is_main_process else 0
         last_loss = state.get("last_loss", float("nan"))
-        first_epoch = global_step // steps_per_epoch
-        batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        if args.streaming:
+            first_epoch = resume_stream(accelerator, train_dataloader, state, checkpoint)
+        else:
+            first_epoch = global_step // steps_per_epoch
+            batches_to_skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
         logger.info("Resumed from %s at step %d (epoch %d).", checkpoint, global_step, first_epoch)
 
     # --- train ---
@@ -331,6 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "epoch": epoch,
                         "last_loss": last_loss,
                         "skipped_samples": int(across_processes(accelerator, skipped_total, "sum")),
+                        **stream_checkpoint_state(accelerator, train_dataloader),
                     },
                     total_limit=args.checkpoints_total_limit,
                 )

@@ -3,10 +3,17 @@
 
 Recipe (CLIP-FSAR's): 5-way 1-shot training episodes on the meta-train classes; every `--eval_steps` the model is
 scored on fixed meta-val episodes and the best adapter state is kept (model selection on val only); at the end the
-best state is evaluated on meta-test episodes with 1 and 5 shots (mean accuracy ± 95% CI). The output folder holds
-the PEFT adapter (`adapter_model.safetensors` + `adapter_config.json`, loadable with
-`PeftModel.from_pretrained(MACLIPModel.from_clip(clip, **ma_clip_kwargs), folder)`), `ma_clip_config.json` (the
-MA-CLIP kwargs), the processor, `results.json` and a model card. Data: the embedded world's action videos.
+best state is evaluated on meta-test episodes with 1 and 5 shots (mean accuracy ± 95% CI). Data: the embedded world's
+action videos. Three folders, each with the processor and a model card:
+
+- `final/`: the trained model (LoRA merged), `AutoModel.from_pretrained(final, trust_remote_code=True)`, and
+  `results.json`;
+- `adapter/`: the PEFT adapter alone (`adapter_model.safetensors` + `adapter_config.json`, a few % of the model);
+- `base/`: what the adapter goes on, the frozen CLIP with fresh adapters (PEFT cannot add MA-CLIP's modules to a
+  plain CLIP), so `PeftModel.from_pretrained(AutoModel.from_pretrained(base, trust_remote_code=True), adapter)`.
+  `adapter_config.json` names it: `<hub_model_id>-base` with `--hub_model_id`, else the local `base/` folder.
+
+`--push_to_hub` uploads them to `<hub_model_id>`, `<hub_model_id>-adapter` and `<hub_model_id>-base`.
 
     python training_scripts/ma_clip.py --model_name_or_path runs/clip/final --output_dir runs/ma_clip
     accelerate launch --multi_gpu --num_processes 2 training_scripts/ma_clip.py --model_name_or_path ... (CPU: ACCELERATE_USE_CPU=true)
@@ -27,8 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoProcessor
 
@@ -39,13 +44,13 @@ from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
-from hf_clipzoo.models.ma_clip.peft_ma_clip import get_ma_clip_peft_model
+from hf_clipzoo.models.ma_clip.peft_ma_clip import get_ma_clip_peft_model, save_ma_clip_adapter
 from hf_clipzoo.training import (
     StepMeter,
     across_processes,
+    build_accelerator,
     build_optimizer,
     build_scheduler,
-    build_trackers,
     check_finite,
     load_checkpoint,
     push_folder_to_hub,
@@ -55,9 +60,11 @@ from hf_clipzoo.training import (
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
     add_run_arguments,
+    check_flags,
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.validation import POSITIVE_INT, ListOf, Number
 
 logger = logging.getLogger("ma_clip")
 PROMPT = "a video of {}."
@@ -87,10 +94,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_run_arguments(parser, output_dir="runs/ma_clip")
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
-    if args.num_frames < 2:
-        parser.error(f"--num_frames must be >= 2 (too few frames for temporal modelling), got {args.num_frames}.")
-    if args.way < 2 or args.train_shot < 1 or args.query_per_class < 1 or min(args.test_shots) < 1:
-        parser.error("--way must be >= 2 and every shot / query count >= 1.")
+    # At least 2 frames for temporal modelling, 2 classes for an episode.
+    check_flags(
+        parser,
+        args,
+        {
+            "num_frames": Number(int, minimum=2),
+            "way": Number(int, minimum=2),
+            "train_shot": POSITIVE_INT,
+            "query_per_class": POSITIVE_INT,
+            "test_shots": ListOf(POSITIVE_INT, min_length=1),
+        },
+    )
     needed = max([args.train_shot, *args.test_shots]) + args.query_per_class
     if args.videos_per_class < needed:
         parser.error(f"--videos_per_class must be >= max shot + queries = {needed}, got {args.videos_per_class}.")
@@ -137,13 +152,52 @@ def evaluate(model, split, args, shot, num_episodes, seed, device) -> dict:
     return result
 
 
+def hub_ids(args) -> dict[str, str] | None:
+    """Repository ids of the three folders, from `--hub_model_id` (None without it)."""
+    if not args.hub_model_id:
+        return None
+    return {"final": args.hub_model_id, "adapter": f"{args.hub_model_id}-adapter", "base": f"{args.hub_model_id}-base"}
+
+
+def save_folders(args, peft_model, processor, metrics: dict, output_dir: Path) -> None:
+    """Write (and push) `adapter/`, `final/` (the merged model) and the cards of these and of `base/`."""
+    ids = hub_ids(args)
+    folders = {name: output_dir / name for name in ("final", "adapter", "base")}
+    base_reference = ids["base"] if ids else str(folders["base"])
+    save_ma_clip_adapter(peft_model, folders["adapter"], base_reference)
+    processor.save_pretrained(folders["adapter"])
+    metrics["adapter_checkpoint_bytes"] = (folders["adapter"] / "adapter_model.safetensors").stat().st_size
+    metrics["full_model_bytes"] = sum(
+        v.numel() * v.element_size() for v in peft_model.base_model.model.state_dict().values()
+    )
+    # Merging folds the LoRA baseline into the frozen weights (the anchor's zero B leaves them as they are) and
+    # swaps PEFT's `modules_to_save` wrappers for the trained modules: a plain MACLIPModel.
+    peft_model.merge_and_unload().save_pretrained(folders["final"])
+    processor.save_pretrained(folders["final"])
+    (folders["final"] / "results.json").write_text(json.dumps(metrics, indent=2))
+    for kind, folder in folders.items():
+        card = render_model_card(
+            "ma_clip", model_id=ids[kind] if ids else folder.name, datasets=["hf-clipzoo/embedded-world"],
+            metrics=metrics if kind != "base" else None, training_args=loggable_config(args),
+            # The Hub's `base_model` must be a repository id; without --hub_model_id the base is a local folder.
+            base_model=(ids["base"] if ids else None) if kind == "adapter" else args.model_name_or_path,
+            tags=["few-shot", "video", "peft"], task_type="video-classification",
+            extra={"peft_method": args.peft_method, "test_shots": args.test_shots, "folder_kind": kind,
+                   # Locally the cards name the sibling folders, as a user who `cd`s into the output directory sees them.
+                   "base_reference": ids["base"] if ids else "base", "ids": ids or {n: n for n in folders}},
+        )  # fmt: skip
+        if kind == "adapter":
+            card.data.library_name = "peft"
+        save_model_card(folder, card)
+    if args.push_to_hub:
+        for kind in ("base", "adapter", "final"):
+            push_folder_to_hub(folders[kind], ids[kind], token=args.hub_token)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
-    )
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    set_seed(args.seed)
+    # Episodes are indexed, not drawn from a prepared DataLoader, so the seedable sampler has nothing to order.
+    accelerator = build_accelerator(args, seedable_sampler=False)
     output_dir = Path(args.output_dir)
     device = accelerator.device
 
@@ -152,7 +206,12 @@ def main(argv=None) -> dict:
     processor = MACLIPProcessor(clip_processor.image_processor, clip_processor.tokenizer, num_frames=args.num_frames)
     splits = {name: load_split(name, args, processor) for name in ("meta_train", "meta_val", "meta_test")}
 
-    model = get_ma_clip_peft_model(MACLIPModel.from_clip(clip, seed=args.seed, **ma_clip_kwargs(args)))
+    model = MACLIPModel.from_clip(clip, seed=args.seed, **ma_clip_kwargs(args))
+    if accelerator.is_main_process:
+        # The adapter's base, written before PEFT wraps (and so changes) the model.
+        model.save_pretrained(output_dir / "base")
+        processor.save_pretrained(output_dir / "base")
+    model = get_ma_clip_peft_model(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = build_optimizer(model, lr=args.learning_rate, weight_decay=args.weight_decay,
                                 betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)  # fmt: skip
@@ -160,7 +219,7 @@ def main(argv=None) -> dict:
                                 num_training_steps=args.max_train_steps)  # fmt: skip
     # The scheduler is not prepared: accelerate would step it once per process per optimiser step.
     model, optimizer = accelerator.prepare(model, optimizer)
-    trackers = build_trackers(output_dir / "logs", args.report_to) if accelerator.is_main_process else []
+    accelerator.init_trackers("ma_clip", config=loggable_config(args))
 
     start_step, best = 0, {"val_accuracy": -1.0, "step": 0}
     best_path = output_dir / "best_adapter.safetensors"
@@ -197,9 +256,8 @@ def main(argv=None) -> dict:
                     scheduler.step()  # not passed to `prepare`, so it advances once per optimiser step
                 optimizer.zero_grad()
         done = step + 1
-        if done % args.logging_steps == 0 and accelerator.is_main_process:
-            for tracker in trackers:
-                tracker.log({"train/loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, step=done)
+        if done % args.logging_steps == 0:
+            accelerator.log({"train/loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, step=done)
         if done % eval_steps == 0 or done == args.max_train_steps:
             val = evaluate(model, splits["meta_val"], args, args.train_shot, args.val_episodes, args.seed + 1, device)
             if val["accuracy"] > best["val_accuracy"]:
@@ -243,27 +301,9 @@ def main(argv=None) -> dict:
     if accelerator.is_main_process:
         save_outcomes(output_dir, outcomes)
 
-    final = output_dir / "final"
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(final)
-        metrics["adapter_checkpoint_bytes"] = (final / "adapter_model.safetensors").stat().st_size
-        metrics["full_model_bytes"] = sum(
-            v.numel() * v.element_size() for v in unwrapped.base_model.model.state_dict().values()
-        )
-        processor.save_pretrained(final)
-        (final / "ma_clip_config.json").write_text(json.dumps(ma_clip_kwargs(args), indent=2))
-        (final / "results.json").write_text(json.dumps(metrics, indent=2))
-        card = render_model_card(
-            "ma_clip", model_id=args.hub_model_id or final.name, datasets=["hf-clipzoo/embedded-world"],
-            metrics=metrics, training_args=loggable_config(args), base_model=args.model_name_or_path,
-            tags=["few-shot", "video", "peft"], task_type="video-classification",
-            extra={"peft_method": args.peft_method, "test_shots": args.test_shots},
-        )  # fmt: skip
-        save_model_card(final, card)
-        for tracker in trackers:
-            tracker.log(metrics, step=args.max_train_steps)
-        if args.push_to_hub:
-            push_folder_to_hub(final, args.hub_model_id, token=args.hub_token)
+        save_folders(args, unwrapped, processor, metrics, output_dir)
+    accelerator.log(metrics, step=args.max_train_steps)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics

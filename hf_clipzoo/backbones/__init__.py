@@ -1,9 +1,9 @@
 """CLIP towers' shared pieces: the offline OpenAI BPE tokenizer, ready-made processors and weight conversion.
 
 `convert` and `processing` are imported from their modules (`hf_clipzoo.backbones.convert`, `...processing`); only the
-tokenizer, which needs nothing but transformers, is re-exported here so importing this package stays cheap.
+tokenizer, which needs nothing but transformers (and ftfy), is re-exported here so importing this package stays cheap.
 """
 
-from .tokenizer import load_clip_tokenizer
+from .tokenizer import ZooCLIPTokenizer, load_clip_tokenizer
 
-__all__ = ["load_clip_tokenizer"]
+__all__ = ["ZooCLIPTokenizer", "load_clip_tokenizer"]

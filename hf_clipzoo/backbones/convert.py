@@ -430,13 +430,27 @@ def load_openai_clip_checkpoint(
     return model.eval()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI: convert a checkpoint and write `save_pretrained` weights + config + processor to a folder."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--checkpoint", required=True, help="OpenAI / open_clip state dict (.pt / .bin / .safetensors)."
-    )
-    parser.add_argument("--output_dir", required=True, help="Folder for the converted model and processor.")
+def converter_parser(doc: str, checkpoint_help: str) -> argparse.ArgumentParser:
+    """The arguments every converter shares: `--checkpoint` (the released file) and `--output_dir` (the folder).
+
+    Every `convert_*` module builds its parser here and adds its own extras, so the same command line shape
+    (`python -m <module> --checkpoint FILE --output_dir DIR [extras]`) converts every method.
+    """
+    description = " ".join(doc.split("\n\n")[0].split())
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    parser.add_argument("--output_dir", required=True, help="Folder for the converted model (and its processor).")
+    return parser
+
+
+def add_num_heads_arguments(parser: argparse.ArgumentParser) -> None:
+    """Attention heads cannot be read off a state dict; the default is the official width // 64."""
+    parser.add_argument("--vision_num_heads", type=int, default=None, help="Vision heads (default width // 64).")
+    parser.add_argument("--text_num_heads", type=int, default=None, help="Text heads (default width // 64).")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = converter_parser(__doc__, "OpenAI / open_clip state dict (.pt / .bin / .safetensors).")
     parser.add_argument(
         "--open_clip",
         action="store_true",
@@ -448,9 +462,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="Override the activation (default: quick_gelu, or gelu with --open_clip; use quick_gelu for *-quickgelu).",
     )
-    parser.add_argument("--vision_num_heads", type=int, default=None, help="Vision heads (default width // 64).")
-    parser.add_argument("--text_num_heads", type=int, default=None, help="Text heads (default width // 64).")
-    args = parser.parse_args(argv)
+    add_num_heads_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: convert a checkpoint and write `save_pretrained` weights + config + processor to a folder."""
+    args = build_parser().parse_args(argv)
 
     hidden_act = args.hidden_act or ("gelu" if args.open_clip else "quick_gelu")
     model = load_openai_clip_checkpoint(
@@ -480,7 +498,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = [
+    "add_num_heads_arguments",
+    "build_parser",
     "clean_state_dict",
+    "converter_parser",
     "convert_openai_clip_state_dict",
     "infer_clip_config",
     "load_openai_clip_checkpoint",

@@ -79,6 +79,10 @@ def caption_dataset(
         raise ValueError(f"num_beams ({num_beams}) must be >= num_captions ({num_captions}): K beams are kept.")
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}.")
+    if model is None or processor is None:
+        from ..hub.folders import check_model_path
+
+        check_model_path(model_name_or_path, argument="model_name_or_path")
     data = _load_dataset(dataset, split, image_column)
     if image_column not in data.column_names:
         raise ValueError(f"The dataset has no image column {image_column!r}; it has {data.column_names}.")

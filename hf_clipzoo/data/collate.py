@@ -15,6 +15,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from .images import to_rgb_image
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,7 +25,11 @@ class UnreadableSample(Exception):
 
 
 def decode_image(value: Any) -> Image.Image:
-    """A PIL RGB image from what a `datasets` image column holds: a PIL image, `{"bytes", "path"}`, a path or bytes."""
+    """A PIL RGB image from what a `datasets` image column holds: a PIL image, `{"bytes", "path"}`, a path or bytes.
+
+    Modes are converted by the zoo's one image policy (`to_rgb_image`: 16-bit and float images scaled to 8 bits);
+    what it refuses (an `I` image outside 16 bits, NaN in a float TIFF) is an `UnreadableSample`, skipped and counted.
+    """
     try:
         if isinstance(value, Image.Image):
             image = value
@@ -40,7 +46,12 @@ def decode_image(value: Any) -> Image.Image:
         raise UnreadableSample(f"unreadable image ({error.__class__.__name__})") from error
     if image.width == 0 or image.height == 0:
         raise UnreadableSample("empty image")
-    return image if image.mode == "RGB" else image.convert("RGB")
+    try:
+        return to_rgb_image(image)
+    except ValueError as error:
+        # The reason is a count key, so it names the mode, not the per-image values the message carries.
+        logger.debug("Dropping an image: %s", error)
+        raise UnreadableSample(f"unconvertible image (mode {image.mode})") from error
 
 
 def clean_caption(value: Any) -> str:

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .images import float_peak, to_rgb_image
+
 SAMPLING_MODES = ("uniform", "segment")
 
 
@@ -166,14 +168,15 @@ def decode_video(
     # Repeated indices (short videos) share one converted image instead of converting the same frame twice.
     converted: dict[int, Image.Image] = {}
     for index in np.unique(indices):
-        converted[int(index)] = frames[int(index)].to_image().convert("RGB")
+        converted[int(index)] = to_rgb_image(frames[int(index)].to_image(), name=f"Video {name}, frame {index}")
     return [converted[int(index)] for index in indices]
 
 
 def _video_to_frames(video: Any, position: int) -> list[Image.Image]:
     """One video (list of PIL images / arrays, or an array ``[T, H, W, C]`` / ``[T, H, W]``) as RGB PIL frames."""
     if isinstance(video, torch.Tensor):
-        video = video.detach().cpu().numpy()
+        video = video.detach().cpu()
+        video = (video.float() if video.is_floating_point() else video).numpy()
     if isinstance(video, np.ndarray):
         if video.ndim not in (3, 4):
             raise ValueError(
@@ -187,30 +190,14 @@ def _video_to_frames(video: Any, position: int) -> list[Image.Image]:
         )
     if len(video) == 0:
         raise ValueError(f"Video {position}: expected at least 1 frame, got an empty video.")
-    frames = []
     for k, frame in enumerate(video):
-        if isinstance(frame, torch.Tensor):
-            frame = frame.detach().cpu().numpy()
-        if isinstance(frame, np.ndarray):
-            if frame.ndim == 3 and frame.shape[-1] == 1:
-                frame = frame[..., 0]
-            if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[-1] in (3, 4))):
-                raise ValueError(
-                    f"Video {position}, frame {k}: expected an [H, W, 3] (or [H, W]) array, got shape {frame.shape}."
-                )
-            if frame.dtype != np.uint8:
-                # Float frames are ambiguous ([0, 1] or [0, 255]); the image processor expects 8-bit pixels.
-                raise ValueError(
-                    f"Video {position}, frame {k}: expected uint8 pixels in [0, 255], got dtype {frame.dtype}."
-                )
-            frame = Image.fromarray(frame)
-        if not isinstance(frame, Image.Image):
+        if not isinstance(frame, (Image.Image, np.ndarray, torch.Tensor)):
             raise ValueError(
                 f"Video {position}, frame {k}: expected a PIL image or an array, got {type(frame).__name__}."
             )
-        # CLIP is trained on RGB; grayscale, palette or RGBA frames are converted rather than rejected.
-        frames.append(frame if frame.mode == "RGB" else frame.convert("RGB"))
-    return frames
+    # One [0, 1]-or-[0, 255] decision per video, so that its dark frames are scaled like its bright ones.
+    peak = float_peak(video)
+    return [to_rgb_image(frame, name=f"Video {position}, frame {k}", float_peak=peak) for k, frame in enumerate(video)]
 
 
 def preprocess_videos(
@@ -227,8 +214,9 @@ def preprocess_videos(
     with `sample_frame_indices` (`mode`, `rng`); short videos repeat frames in order.
 
     Args:
-        videos: B videos, each a list of PIL images / ``[H, W, 3]`` uint8 arrays, or a uint8 array ``[T, H, W, 3]``
-            (numpy or torch). Non-RGB PIL modes (L, P, RGBA, ...) are converted to RGB.
+        videos: B videos, each a list of PIL images / ``[H, W, 3]`` arrays, or an array ``[T, H, W, 3]`` (numpy or
+            torch). Frames follow the zoo's one image policy (`hf_clipzoo.data.images.to_rgb_image`): non-RGB PIL
+            modes are converted to RGB, 16-bit and float frames scaled to 8 bits (floats in [0, 1] taken as scaled).
         image_processor: a CLIP image processor (e.g. ``build_clip_processor().image_processor``), or a processor
             with an ``image_processor`` attribute; called as ``image_processor(images=..., return_tensors="pt")``.
         num_frames (`int`, *optional*): T. When None, every video must already have the same number of frames

@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
+from ..options import TASKS
+
 __all__ = ["TASKS", "run_eval", "load_eval_dataset", "add_eval_arguments", "main"]
 
-TASKS: tuple[str, ...] = ("zero-shot", "retrieval", "mmvp")
 _TASK_ALIASES = {"zero_shot": "zero-shot", "zeroshot": "zero-shot", "mmvp-vlm": "mmvp", "mmvp_vlm": "mmvp"}
 
 
@@ -124,11 +125,13 @@ def run_eval(
 
     import hf_clipzoo  # noqa: F401  (registers hf-clipzoo models with the Auto classes)
 
+    from ..hub.folders import check_model_path
     from .mmvp import evaluate_mmvp
     from .retrieval import evaluate_retrieval
     from .zero_shot import DEFAULT_TEMPLATES, evaluate_zero_shot
 
     task = _normalise_task(task)
+    check_model_path(model_path, argument="model_path")
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
     data = load_eval_dataset(dataset, split=split, task=task)

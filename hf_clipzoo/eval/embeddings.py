@@ -47,9 +47,14 @@ def _model_dtype(model: torch.nn.Module) -> torch.dtype:
 
 @torch.inference_mode()
 def encode_images(
-    model: torch.nn.Module, processor: Callable, images: Sequence[Any], device: torch.device | None = None
+    model: torch.nn.Module,
+    processor: Callable,
+    images: Sequence[Any],
+    device: torch.device | None = None,
+    *,
+    normalize: bool = True,
 ) -> torch.Tensor:
-    """L2-normalised float32 image embeddings `(len(images), D)`.
+    """L2-normalised float32 image embeddings `(len(images), D)` (the raw projected features with `normalize=False`).
 
     `processor` is a `CLIPProcessor`-like processor or an image processor: it is called as
     `processor(images=images, return_tensors="pt")` and must return `pixel_values`.
@@ -61,8 +66,8 @@ def encode_images(
     if "pixel_values" not in inputs:
         raise ValueError(f"The processor returned {sorted(inputs.keys())}, expected `pixel_values`.")
     pixel_values = inputs["pixel_values"].to(device=device, dtype=_model_dtype(model))
-    embeddings = embedding_from_output(model.get_image_features(pixel_values=pixel_values))
-    return F.normalize(embeddings.float(), dim=-1)
+    embeddings = embedding_from_output(model.get_image_features(pixel_values=pixel_values)).float()
+    return F.normalize(embeddings, dim=-1) if normalize else embeddings
 
 
 @torch.inference_mode()

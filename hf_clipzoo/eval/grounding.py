@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.images import to_rgb_image
 from .embeddings import encode_texts, model_device
 from .metrics import mean_iou_from_confusion_matrix, segmentation_confusion_matrix
 
@@ -135,7 +136,7 @@ def evaluate_patch_grounding(
     area = 0.0  # the pointing game's chance level: a uniformly random pixel lands in the object
     for start in range(0, len(dataset), batch_size):
         rows = dataset[start : start + batch_size]
-        images = [image.convert("RGB") for image in rows[image_column]]
+        images = [to_rgb_image(image, name=f"Image {start + i}") for i, image in enumerate(rows[image_column])]
         masks = [np.asarray(mask, dtype=np.int64) for mask in rows[mask_column]]
         pixel_values = processor(images=images, return_tensors="pt")["pixel_values"].to(device)
         patches = patch_embeddings(model, pixel_values.to(next(model.parameters()).dtype))

@@ -12,19 +12,15 @@ import logging
 import math
 import numbers
 import os
-import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .scrub import scrub_secrets
+
 logger = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "model_cards"
-# Arguments never written into a card, whatever the training script passes: the Hub token and anything named like a
-# credential (`hub_token`, `hf_token`, `wandb_api_key`, `aws_secret_access_key`, ...). `max_tokens` stays.
-_SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|api_key|apikey|access_key|credentials?)(_|$)", re.I)
-# ...and values that look like a Hugging Face access token, whatever the argument is called.
-_TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
 # The task each group of the shared evaluators reports (`zero_shot/top1_accuracy` -> zero-shot classification).
 METRIC_GROUP_TASKS = {
     "zero_shot": "zero-shot-image-classification",
@@ -38,23 +34,22 @@ def available_templates() -> list[str]:
     return sorted(path.stem for path in TEMPLATES_DIR.glob("*.md"))
 
 
-def is_secret(name: str, value) -> bool:
-    """True for arguments that must never reach a model card (credentials by name or by value)."""
-    return bool(_SECRET_KEY.search(name)) or (isinstance(value, str) and bool(_TOKEN_VALUE.search(value)))
-
-
 def _public_arguments(arguments: dict) -> dict:
-    """The training arguments without secrets or unset values; nested dicts are cleaned the same way."""
-    public = {}
-    for name, value in arguments.items():
+    """The training arguments fit for a card: `scrub_secrets` (no credentials, no local paths), no unset values;
+    nested dicts are cleaned the same way."""
+    for name in arguments:
         if not isinstance(name, str):
             raise ValueError(f"training_args keys must be strings, got {name!r}.")
-        if value is None or value == "" or is_secret(name, value):
+    return _without_unset(scrub_secrets(arguments))
+
+
+def _without_unset(arguments: dict) -> dict:
+    public = {}
+    for name, value in arguments.items():
+        if value is None or value == "":
             continue
         if isinstance(value, dict):
-            value = _public_arguments(value)
-        elif isinstance(value, (list, tuple)):
-            value = [v for v in value if not is_secret(name, v)]
+            value = _without_unset(value)
         if isinstance(value, str) and "|" in value:
             value = value.replace("|", "\\|")  # would end the markdown table cell
         public[name] = value
@@ -118,8 +113,9 @@ def render_model_card(
         metrics: `{name: value}` measured by the run. Every finite evaluation number goes into the `model-index`
             exactly as given; training statistics (`train/...`), sample counts (`.../num_...`) and NaN only into the
             results table. `None` values are skipped.
-        training_args: the run's arguments, shown as a table and available to the template; secrets (`hub_token`,
-            anything named like a credential or holding an `hf_...` token) and unset values are dropped.
+        training_args: the run's arguments, shown as a table and available to the template, after `scrub_secrets`:
+            credentials (by name or by value, also inside URLs and command lines) and unset values are dropped, local
+            absolute paths become `<local>/<last component>`.
         pipeline_tag: the Hub task (widget, filters), e.g. `zero-shot-image-classification`.
         base_model: the checkpoint the model was fine-tuned from, if any.
         license: SPDX-style license id of the weights.
@@ -210,7 +206,6 @@ __all__ = [
     "METRIC_GROUP_TASKS",
     "TEMPLATES_DIR",
     "available_templates",
-    "is_secret",
     "render_model_card",
     "save_model_card",
 ]

@@ -15,6 +15,8 @@ sampled subcaptions), so texts come as `(batch, S, dim)`.
   V_ip)` is contrasted with `t_is`. `negatives="batch"` (the released code) contrasts all B·S (caption, group) pairs
   of the global batch with CLIP's symmetric InfoNCE; `negatives="image"` (the paper's formula) only the S pairs of the
   same image.
+- `multi_caption_circle_loss`: the released code's optional `use_multipos_loss` term (`I2mT_loss`), a pair-wise
+  circle loss (Sun et al., CVPR 2020) from every image to all B·S captions, its own S captions the positives.
 
 Distributed: both losses follow the package's invariant (N processes × b images give, under DDP's gradient averaging,
 the loss and gradients of one process on the N·b images). The grouping is per image, so the patch tokens are never
@@ -23,6 +25,8 @@ embeddings and the captions are. Only torch is imported (bundled into Hub remote
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +139,83 @@ def multi_caption_contrastive_loss(
     loss_sum = loss_sum + F.cross_entropy(text_logits.reshape(num_slots * batch, total), labels, reduction="sum")
     # The mean over ranks of these shares is the global loss (see `clip_loss`).
     return loss_sum * (world_size / (2 * num_slots * total))
+
+
+def _circle_loss_per_row(
+    similarity: torch.Tensor, positive: torch.Tensor, gamma: float, margin: float
+) -> torch.Tensor:
+    """Pair-wise circle loss of every row of `similarity` (cosines) with a bool `positive` mask of the same shape."""
+    detached = similarity.detach()
+    # Self-paced weights, without gradient (released code: `.detach()`): a pair far from its optimum weighs more.
+    positive_weight = (1 + margin - detached).clamp_min(0)
+    negative_weight = (detached + margin).clamp_min(0)
+    positive_logits = -gamma * positive_weight * (similarity - (1 - margin))
+    negative_logits = gamma * negative_weight * (similarity - margin)
+    # A finite fill rather than -inf: a row without negatives (a global batch of one image) then gives a loss of 0
+    # with a zero gradient instead of NaN, as the released code's additive -1e8 mask does.
+    excluded = torch.finfo(similarity.dtype).min / 4
+    positive_term = torch.where(positive, positive_logits, excluded).logsumexp(dim=1)
+    negative_term = torch.where(positive, excluded, negative_logits).logsumexp(dim=1)
+    return F.softplus(positive_term + negative_term)
+
+
+def multi_caption_circle_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    *,
+    gamma: float = 32.0,
+    margin: float = 0.25,
+    local_loss: bool = True,
+    group=None,
+) -> torch.Tensor:
+    """The released code's `use_multipos_loss` term (`I2mT_loss`): image → multiple texts, pair-wise circle loss.
+
+    For image i of the global batch, with cosine similarities `s_j = <I_i, T_j>` (no temperature) to all B·S
+    captions `T` of the global batch, its own S captions the positives `P_i` and all other captions the negatives
+    `N_i`, and the self-paced weights `α⁺_j = max(0, 1 + m − s_j)`, `α⁻_j = max(0, s_j + m)` (without gradient):
+
+        L_i = softplus( logsumexp_{j∈P_i} −γ·α⁺_j·(s_j − (1 − m)) + logsumexp_{j∈N_i} γ·α⁻_j·(s_j − m) ),
+        L = mean_i L_i.
+
+    Only the image→text direction (the released text→image `T2mI_loss` is commented out). The released code adds
+    `L / 10` to its total loss; `DreamLIPConfig.circle_loss_weight = 0.1` reproduces that. The loss does not depend on
+    the order of the captions (the released code flattens them slot-major, this package image-major).
+
+    Args:
+        image_embeds (`torch.Tensor` of shape `(batch, dim)`): this process's L2-normalised image embeddings.
+        text_embeds (`torch.Tensor` of shape `(batch, S, dim)`): the L2-normalised embeddings of every image's S
+            caption slots.
+        gamma (`float`, defaults to 32): the scale γ (released `--gamma 32`). Must be > 0.
+        margin (`float`, defaults to 0.25): the relaxation margin m (released `--margin 0.25`).
+        local_loss (`bool`, defaults to `True`): compute only this process's images against all gathered captions
+            (same loss and gradients as every rank computing all images, less memory).
+        group: the process group (default: the world).
+    """
+    fn = "multi_caption_circle_loss"
+    _check_slots(image_embeds, text_embeds, fn)
+    if not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or not gamma > 0:
+        raise ValueError(f"{fn}: `gamma` must be a finite number > 0, got {gamma!r}.")
+    if not isinstance(margin, (int, float)) or not math.isfinite(margin):
+        raise ValueError(f"{fn}: `margin` must be a finite number, got {margin!r}.")
+    batch, num_slots, dim = text_embeds.shape
+    rank, world_size = world_info(group)
+    sizes = gather_batch_sizes(batch, device=image_embeds.device, group=group)
+    total = sum(sizes)
+    all_texts = gather_with_grad(text_embeds.reshape(batch, num_slots * dim), sizes=sizes, group=group)
+    all_texts = all_texts.reshape(total * num_slots, dim)
+    local = world_size > 1 and local_loss
+    rows = image_embeds if local else gather_with_grad(image_embeds, sizes=sizes, group=group)
+    first_image = sum(sizes[:rank]) if local else 0
+    # Cosines near ±1 decide the weights: at least float32 (bf16 autocast), float64 stays float64.
+    similarity = rows @ all_texts.t()
+    similarity = similarity.to(torch.promote_types(similarity.dtype, torch.float32))
+    owner = torch.arange(total, device=rows.device).repeat_interleave(num_slots)
+    positive = (torch.arange(rows.shape[0], device=rows.device) + first_image)[:, None] == owner[None, :]
+    per_image = _circle_loss_per_row(similarity, positive, float(gamma), float(margin))
+    if not local:
+        return per_image.mean()
+    # The mean over ranks of these shares is the mean over the global batch (see `clip_loss`).
+    return per_image.sum() * (world_size / total)
 
 
 def subcaption_grouping_weights(
@@ -258,6 +339,7 @@ __all__ = [
     "CONTRASTIVE_MODES",
     "GROUPING_NEGATIVES",
     "GROUPING_NORMS",
+    "multi_caption_circle_loss",
     "multi_caption_contrastive_loss",
     "subcaption_grouping_loss",
     "subcaption_grouping_weights",

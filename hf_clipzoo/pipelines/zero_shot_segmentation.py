@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models.groupvit.processing_groupvit import check_labels, overlay_masks
+from ..models.groupvit.processing_groupvit import check_labels, check_segmentation_options, overlay_masks
 
 
 class ZeroShotSegmentationPipeline:
@@ -29,6 +29,7 @@ class ZeroShotSegmentationPipeline:
                  bg_thresh: float = 0.95, top_k: int = 5):  # fmt: skip
         if not hasattr(processor, "segment"):
             raise ValueError("The processor must be a ZooGroupViTProcessor (it implements the segmentation protocol).")
+        check_segmentation_options(bg_thresh, top_k)
         self.model = model.eval()
         self.processor = processor
         self.options = dict(
@@ -39,6 +40,9 @@ class ZeroShotSegmentationPipeline:
     def from_pretrained(cls, path, **kwargs) -> ZeroShotSegmentationPipeline:
         from transformers import AutoModel, AutoProcessor
 
+        from ..hub.folders import check_model_path
+
+        check_model_path(path, argument="path")
         return cls(AutoModel.from_pretrained(path), AutoProcessor.from_pretrained(path), **kwargs)
 
     def __call__(self, image, candidate_labels, **overrides) -> list[dict]:

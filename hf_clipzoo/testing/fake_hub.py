@@ -15,15 +15,27 @@ Endpoints (read from `huggingface_hub/hf_api.py`, `_commit_api.py`, `file_downlo
     GET    /api/{type}s/{repo}/tree/{rev}[/{path}]    list_repo_tree / list_repo_files
     POST   /api/{type}s/{repo}/paths-info/{rev}       get_paths_info
     GET    /api/{type}s/{repo}/commits/{rev}          list_repo_commits
-    POST   /api/{type}s/{repo}/preupload/{rev}        answers `uploadMode: "regular"` for every file, so the client
-                                                      sends contents inline (base64) in the commit: no LFS, no Xet
-    POST   /api/{type}s/{repo}/commit/{rev}           NDJSON: header, file (base64), deletedFile, deletedFolder
+    POST   /api/{type}s/{repo}/preupload/{rev}        `uploadMode: "lfs"` for files of `lfs_threshold` bytes or
+                                                      more, `"regular"` (contents inline, base64) for the rest
+    POST   /[{type}s/]{repo}.git/info/lfs/objects/batch  git-lfs batch API: an upload + verify action per object not
+                                                      stored yet, none for one already stored
+    PUT    /lfs-objects/{sha256}                      the upload href: the object's bytes (sha256 checked)
+    POST   /lfs-objects/{sha256}/verify               the verify href: 200 once the object is stored with that size
+    POST   /api/{type}s/{repo}/commit/{rev}           NDJSON: header, file (base64), lfsFile (a stored object),
+                                                      deletedFile, deletedFolder
     HEAD   /[{type}s/]{repo}/resolve/{rev}/{path}     hf_hub_download metadata: X-Repo-Commit, ETag, Content-Length
     GET    /[{type}s/]{repo}/resolve/{rev}/{path}     the file (Range requests answered with 206)
 
 Errors carry the `X-Error-Code` header the client maps to exceptions: `RepoNotFound` -> `RepositoryNotFoundError`,
 `RevisionNotFound` -> `RevisionNotFoundError`, `EntryNotFound` -> `EntryNotFoundError`. Requests to any other route
 get a 404 and are recorded in `FakeHub.unhandled`, so a test can tell a missing endpoint from a missing file.
+
+Large files take the Hub's LFS path: preupload says "lfs", the client computes the sha256, asks the batch endpoint
+for upload instructions, PUTs the bytes to the returned href, verifies, then commits an `lfsFile` pointer. The Hub
+offers Xet storage first when `hf_xet` is installed; the fake Hub does not speak Xet, so `activate()` / `env()` set
+`HF_HUB_DISABLE_XET`, which makes the client use the LFS protocol (what it does on the Hub without `hf_xet`).
+Downloads of an LFS file answer with its sha256 as `X-Linked-Etag` / ETag, as the Hub does; `FakeHub.upload_modes`
+records how every committed file arrived ("regular" or "lfs").
 
 Repositories live in memory with their full history: every commit stores a snapshot of the tree and a 40-hex sha,
 `main` points at the newest one, and files can be downloaded at any past commit. Repo ids must have a namespace
@@ -86,6 +98,7 @@ class FakeCommit:
     author: str
     date: datetime
     files: dict[str, bytes]
+    lfs: dict[str, str] = field(default_factory=dict)  # path -> sha256, for the files stored as LFS objects
 
 
 @dataclass
@@ -144,6 +157,8 @@ class FakeHub:
         token: the only access token the server accepts (`Authorization: Bearer <token>`). Writes need it; reads of
             public repositories work without one, as on the Hub.
         user: the account that token belongs to (namespace of repos created without one, `whoami()["name"]`).
+        lfs_threshold: files of this many bytes or more are uploaded through LFS (the Hub's limit for regular files
+            is 10 MB; tests set a small one to exercise the LFS path with tiny weights).
 
     Example:
         >>> with FakeHub() as hub, hub.activate():
@@ -152,9 +167,17 @@ class FakeHub:
         ...     sorted(hub.files("org/tiny"))
     """
 
-    def __init__(self, token: str = "hf_fakehubtoken0123456789", user: str = "fake-user"):
+    def __init__(
+        self, token: str = "hf_fakehubtoken0123456789", user: str = "fake-user", lfs_threshold: int = 10 * 1024**2
+    ):
         if not token or not user:
             raise ValueError(f"FakeHub needs a non-empty token and user, got token={token!r}, user={user!r}.")
+        if lfs_threshold < 1:
+            raise ValueError(f"FakeHub's lfs_threshold must be a positive number of bytes, got {lfs_threshold}.")
+        self.lfs_threshold = lfs_threshold
+        self.upload_modes: list[tuple[str, str, str]] = []  # (repo_id, path, "regular" | "lfs") of committed files
+        self._lfs_objects: dict[str, bytes] = {}  # sha256 -> content, shared by all repos (content-addressed)
+        self._lfs_expected: dict[str, int] = {}  # sha256 -> size announced to the batch endpoint, not yet uploaded
         self.token = token
         self.user = user
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
@@ -242,6 +265,7 @@ class FakeHub:
             "HF_TOKEN": self.token,
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "HF_HUB_DISABLE_IMPLICIT_TOKEN": "0",
+            "HF_HUB_DISABLE_XET": "1",  # the fake Hub speaks LFS, not Xet
         }
 
     @contextlib.contextmanager
@@ -268,6 +292,7 @@ class FakeHub:
                 "HF_URL_HOSTS": frozenset(constants.HF_URL_HOSTS | {host}),
                 "HF_HUB_OFFLINE": False,
                 "HF_HUB_DISABLE_TELEMETRY": True,
+                "HF_HUB_DISABLE_XET": True,
                 "HF_HOME": env["HF_HOME"],
                 "HF_HUB_CACHE": env["HF_HUB_CACHE"],
                 "HUGGINGFACE_HUB_CACHE": env["HF_HUB_CACHE"],
@@ -307,7 +332,9 @@ class FakeHub:
             raise HubError(404, f"Repository {repo_id!r} not found", "RepoNotFound")
         return repo
 
-    def _new_commit(self, title: str, message: str, files: dict[str, bytes], parent: str | None) -> FakeCommit:
+    def _new_commit(
+        self, title: str, message: str, files: dict[str, bytes], parent: str | None, lfs: dict[str, str] | None = None
+    ) -> FakeCommit:
         self._commit_counter += 1
         payload = json.dumps(
             {
@@ -320,7 +347,9 @@ class FakeHub:
         )
         oid = hashlib.sha1(payload.encode()).hexdigest()
         now = datetime.now(timezone.utc)
-        return FakeCommit(oid=oid, title=title, message=message, author=self.user, date=now, files=files)
+        return FakeCommit(
+            oid=oid, title=title, message=message, author=self.user, date=now, files=files, lfs=dict(lfs or {})
+        )
 
     def create_repo(self, repo_id: str, repo_type: str = "model", private: bool = False) -> tuple[FakeRepo, bool]:
         """Create a repo with the Hub's initial commit; returns (repo, created)."""
@@ -347,17 +376,30 @@ class FakeHub:
             parent = header.get("parentCommit")
             if parent and parent != repo.head.oid:
                 raise HubError(412, f"A commit has happened since {parent}. Please refresh and try again.")
-            files = dict(repo.head.files)
+            files, lfs, modes = dict(repo.head.files), dict(repo.head.lfs), []
             for key, value in operations:
                 path = _check_path(value.get("path", ""))
                 if key == "file":
                     if value.get("encoding", "base64") != "base64":
                         raise HubError(400, f"Unsupported encoding {value.get('encoding')!r} for {path}")
                     files[path] = base64.b64decode(value["content"], validate=True)
+                    lfs.pop(path, None)
+                    modes.append((repo.repo_id, path, "regular"))
+                elif key == "lfsFile":
+                    oid = value.get("oid")
+                    content = self._lfs_objects.get(oid)
+                    if value.get("algo", "sha256") != "sha256" or content is None:
+                        raise HubError(400, f"LFS object {oid} for {path} was never uploaded (or not with sha256)")
+                    if value.get("size") != len(content):
+                        raise HubError(400, f"LFS pointer for {path} says {value.get('size')} bytes, object has "
+                                            f"{len(content)}")  # fmt: skip
+                    files[path], lfs[path] = content, oid
+                    modes.append((repo.repo_id, path, "lfs"))
                 elif key == "deletedFile":
                     if path not in files:
                         raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
                     del files[path]
+                    lfs.pop(path, None)
                 elif key == "deletedFolder":
                     prefix = path.rstrip("/") + "/"
                     doomed = [p for p in files if p.startswith(prefix)]
@@ -365,19 +407,44 @@ class FakeHub:
                         raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
                     for p in doomed:
                         del files[p]
-                elif key == "lfsFile":
-                    raise HubError(
-                        400,
-                        f"FakeHub keeps files inline and never asks for LFS uploads; got an LFS pointer for {path}",
-                    )
+                        lfs.pop(p, None)
                 else:
                     raise HubError(400, f"Unknown commit operation key {key!r}")
             summary = (header.get("summary") or "").strip()
             if not summary:
                 raise HubError(400, "The commit summary (commit_message) must not be empty")
-            commit = self._new_commit(summary, header.get("description") or "", files, repo.head.oid)
+            commit = self._new_commit(summary, header.get("description") or "", files, repo.head.oid, lfs)
             repo.commits.append(commit)
+            self.upload_modes.extend(modes)
             return commit
+
+    def lfs_batch(self, objects: list[dict]) -> list[dict]:
+        """The git-lfs batch answer for an upload: instructions for each object the store lacks."""
+        answer = []
+        with self._lock:
+            for entry in objects:
+                oid, size = entry.get("oid"), entry.get("size")
+                if not (isinstance(oid, str) and re.fullmatch(r"[0-9a-f]{64}", oid) and isinstance(size, int)):
+                    raise HubError(422, f"Malformed LFS object {entry!r}: expected a sha256 `oid` and an int `size`")
+                if oid in self._lfs_objects:
+                    answer.append({"oid": oid, "size": size})  # no actions: already stored
+                    continue
+                self._lfs_expected[oid] = size
+                href = f"{self.endpoint}/lfs-objects/{oid}"
+                answer.append({
+                    "oid": oid, "size": size, "authenticated": True,
+                    "actions": {"upload": {"href": href}, "verify": {"href": f"{href}/verify"}},
+                })  # fmt: skip
+        return answer
+
+    def store_lfs_object(self, oid: str, content: bytes) -> None:
+        with self._lock:
+            if oid not in self._lfs_expected:
+                raise HubError(403, f"No LFS upload of {oid} was requested through the batch endpoint")
+            if hashlib.sha256(content).hexdigest() != oid or len(content) != self._lfs_expected[oid]:
+                raise HubError(400, f"The uploaded bytes do not match LFS object {oid} (sha256 or size differ)")
+            self._lfs_objects[oid] = content
+            del self._lfs_expected[oid]
 
 
 def _check_path(path: str) -> str:
@@ -418,6 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
         r"^/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
         r"(?:/(?P<action>revision|tree|paths-info|commits|preupload|commit)(?:/(?P<rev>[^/]+))?(?:/(?P<path>.*))?)?$"
     )
+    _lfs_batch = re.compile(r"^/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$")
+    _lfs_object = re.compile(r"^/lfs-objects/(?P<oid>[0-9a-f]{64})(?P<verify>/verify)?$")
     _resolve = re.compile(
         r"^/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"
     )
@@ -517,6 +586,37 @@ class _Handler(BaseHTTPRequestHandler):
         match = self._api.match(path)
         if match is not None:
             return self._repo_api(match, query)
+        match = self._lfs_batch.match(path)
+        if match is not None and method == "POST":
+            self._require_auth()
+            payload = json.loads(self._body() or b"{}")
+            if payload.get("operation") != "upload":
+                raise HubError(422, f"FakeHub's LFS batch endpoint only uploads, got {payload.get('operation')!r}")
+            with hub._lock:
+                hub._repo((match.group("type") or "models")[:-1], match.group("repo"))
+            answer = {
+                "transfer": "basic",
+                "objects": hub.lfs_batch(payload.get("objects") or []),
+                "hash_algo": "sha256",
+            }
+            self._send(200, json.dumps(answer).encode(), content_type="application/vnd.git-lfs+json")
+            return True
+        match = self._lfs_object.match(path)
+        if match is not None:
+            oid = match.group("oid")
+            if method == "PUT" and not match.group("verify"):
+                hub.store_lfs_object(oid, self._body())
+                self._send(200)
+                return True
+            if method == "POST" and match.group("verify"):
+                self._require_auth()
+                payload = json.loads(self._body() or b"{}")
+                with hub._lock:
+                    content = hub._lfs_objects.get(oid)
+                if content is None or payload.get("oid") != oid or payload.get("size") != len(content):
+                    raise HubError(404, f"LFS object {oid} is not stored with size {payload.get('size')}")
+                self._json(200, {})
+                return True
         match = self._resolve.match(path)
         if match is not None and method in ("GET", "HEAD"):
             self._resolve_file(match)
@@ -584,7 +684,7 @@ class _Handler(BaseHTTPRequestHandler):
             for path in form.get("paths", []):
                 path = path.strip("/")
                 if path in commit.files:
-                    entries.append(self._file_entry(path, commit.files[path]))
+                    entries.append(self._file_entry(commit, path))
                 elif any(p.startswith(path + "/") for p in commit.files):
                     entries.append({"type": "directory", "oid": _tree_oid(commit, path), "path": path, "size": 0})
             self._json(200, entries)
@@ -600,10 +700,15 @@ class _Handler(BaseHTTPRequestHandler):
             for entry in files:
                 path = entry["path"]
                 existing = repo.head.files.get(path)
-                answer.append({
-                    "path": path, "uploadMode": "regular", "shouldIgnore": False,
-                    "oid": git_blob_sha(existing) if existing is not None else None,
-                })  # fmt: skip
+                mode = "lfs" if entry.get("size", 0) >= hub.lfs_threshold else "regular"
+                # The oid the client compares with its own to skip unchanged files: sha256 for LFS, git sha1 else.
+                if existing is None:
+                    oid = None
+                elif mode == "lfs":
+                    oid = repo.head.lfs.get(path) or hashlib.sha256(existing).hexdigest()
+                else:
+                    oid = git_blob_sha(existing)
+                answer.append({"path": path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
             self._json(200, {"files": answer, "commitOid": repo.head.oid})
         elif action == "commit":
             if _true(query.get("create_pr")):
@@ -633,9 +738,14 @@ class _Handler(BaseHTTPRequestHandler):
             "createdAt": _iso(repo.created_at),
             "lastModified": _iso(commit.date),
             "siblings": [
-                {"rfilename": path, "size": len(content), "blobId": git_blob_sha(content)}
+                {
+                    "rfilename": path,
+                    "size": len(content),
+                    "blobId": git_blob_sha(content),
+                    **({"lfs": _lfs_info(commit, path)} if path in commit.lfs else {}),
+                }
                 for path, content in sorted(commit.files.items())
-            ],
+            ],  # fmt: skip
             "tags": [],
         }
         if repo.repo_type != "model":
@@ -662,8 +772,16 @@ class _Handler(BaseHTTPRequestHandler):
         return info
 
     @staticmethod
-    def _file_entry(path: str, content: bytes) -> dict:
-        return {"type": "file", "oid": git_blob_sha(content), "size": len(content), "path": path}
+    def _file_entry(commit: FakeCommit, path: str) -> dict:
+        content = commit.files[path]
+        entry = {"type": "file", "oid": git_blob_sha(content), "size": len(content), "path": path}
+        if path in commit.lfs:
+            entry["lfs"] = {
+                "oid": commit.lfs[path],
+                "size": len(content),
+                "pointerSize": len(_lfs_pointer(commit, path)),
+            }
+        return entry
 
     def _tree(self, commit: FakeCommit, folder: str, recursive: bool) -> list[dict]:
         folder = folder.strip("/")
@@ -671,7 +789,7 @@ class _Handler(BaseHTTPRequestHandler):
         if folder and not any(p.startswith(prefix) for p in commit.files):
             raise HubError(404, f"Path {folder!r} not found in the repo", "EntryNotFound")
         entries: dict[str, dict] = {}
-        for path, content in sorted(commit.files.items()):
+        for path in sorted(commit.files):
             if not path.startswith(prefix):
                 continue
             parts = PurePosixPath(path[len(prefix) :]).parts
@@ -681,7 +799,7 @@ class _Handler(BaseHTTPRequestHandler):
                 sub = prefix + "/".join(parts[:i])
                 entries.setdefault(sub, {"type": "directory", "oid": _tree_oid(commit, sub), "size": 0, "path": sub})
             if recursive or len(parts) == 1:
-                entries[path] = self._file_entry(path, content)
+                entries[path] = self._file_entry(commit, path)
         return list(entries.values())
 
     def _resolve_file(self, match: re.Match):
@@ -698,6 +816,9 @@ class _Handler(BaseHTTPRequestHandler):
         if content is None:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound")
         headers = {"X-Repo-Commit": commit.oid, "ETag": f'"{git_blob_sha(content)}"', "Accept-Ranges": "bytes"}
+        if path in commit.lfs:  # the Hub names an LFS file by its sha256 (the cache's blob name)
+            headers.update({"ETag": f'"{commit.lfs[path]}"', "X-Linked-Etag": f'"{commit.lfs[path]}"',
+                            "X-Linked-Size": str(len(content))})  # fmt: skip
         byte_range = re.match(r"^bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
         if byte_range is not None:
             start = int(byte_range.group(1))
@@ -710,6 +831,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(206, content[start : end + 1], headers, "application/octet-stream")
             return
         self._send(200, content, headers, "application/octet-stream")
+
+
+def _lfs_pointer(commit: FakeCommit, path: str) -> bytes:
+    """The git-lfs pointer file that stands in git for an LFS file."""
+    oid, size = commit.lfs[path], len(commit.files[path])
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n".encode()
+
+
+def _lfs_info(commit: FakeCommit, path: str) -> dict:
+    return {
+        "size": len(commit.files[path]),
+        "sha256": commit.lfs[path],
+        "pointerSize": len(_lfs_pointer(commit, path)),
+    }
 
 
 def _tree_oid(commit: FakeCommit, folder: str) -> str:

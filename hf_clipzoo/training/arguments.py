@@ -3,6 +3,49 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from ..hub.folders import check_model_path
+from ..validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Number
+from .optim import SCHEDULERS
+
+OPTIONAL_POSITIVE_INT = Number(int, minimum=1, optional=True)
+BETA = Number(float, minimum=0, maximum=1, exclusive_maximum=True)
+
+# Every numeric flag the scripts share (through the `add_*_arguments` groups, or under the same name in their own
+# parser), checked by `check_shared_arguments` wherever the script has it: one rule and one message per flag.
+SHARED_FLAG_RULES: dict[str, Any] = {
+    "per_device_train_batch_size": POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "gradient_accumulation_steps": POSITIVE_INT,
+    "learning_rate": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "adam_beta1": BETA,
+    "adam_beta2": BETA,
+    "adam_epsilon": POSITIVE,
+    "num_warmup_steps": NON_NEGATIVE_INT,
+    "warmup_ratio": Number(float, minimum=0, maximum=1),
+    "max_train_steps": OPTIONAL_POSITIVE_INT,
+    "num_train_epochs": POSITIVE_INT,
+    # 0 disables clipping.
+    "max_grad_norm": NON_NEGATIVE,
+    # The range numpy's and accelerate's `set_seed` accept.
+    "seed": Number(int, minimum=0, maximum=2**32 - 1),
+    "logging_steps": POSITIVE_INT,
+    "eval_steps": OPTIONAL_POSITIVE_INT,
+    "checkpointing_steps": OPTIONAL_POSITIVE_INT,
+    # 0 keeps every checkpoint.
+    "checkpoints_total_limit": NON_NEGATIVE_INT,
+    "stop_after_step": OPTIONAL_POSITIVE_INT,
+    "dataloader_num_workers": NON_NEGATIVE_INT,
+    "max_train_samples": OPTIONAL_POSITIVE_INT,
+    "max_eval_samples": OPTIONAL_POSITIVE_INT,
+    "synthetic_train_size": POSITIVE_INT,
+    "synthetic_eval_size": POSITIVE_INT,
+    "synthetic_classes_per_split": POSITIVE_INT,
+    "resolution": OPTIONAL_POSITIVE_INT,
+}
 
 
 def add_optimization_arguments(
@@ -26,7 +69,7 @@ def add_optimization_arguments(
     optim.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1.")
     optim.add_argument("--adam_beta2", type=float, default=adam_beta2, help="AdamW beta2 (CLIP uses 0.98).")
     optim.add_argument("--adam_epsilon", type=float, default=1e-6, help="AdamW epsilon.")
-    optim.add_argument("--lr_scheduler", default="cosine", help="cosine | linear | constant | constant_with_warmup.")
+    optim.add_argument("--lr_scheduler", choices=SCHEDULERS, default="cosine", help="Learning-rate schedule.")
     optim.add_argument("--num_warmup_steps", type=int, default=num_warmup_steps, help="Linear warm-up steps.")
     optim.add_argument("--max_train_steps", type=int, default=None, help="Total optimiser steps (overrides epochs).")
     optim.add_argument(
@@ -47,7 +90,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str, stopp
     run.add_argument(
         "--checkpointing_steps", type=int, default=None, help="Save a resumable checkpoint every N steps."
     )
-    run.add_argument("--checkpoints_total_limit", type=int, default=2, help="Keep at most this many checkpoints.")
+    run.add_argument(
+        "--checkpoints_total_limit", type=int, default=2, help="Keep at most this many checkpoints (0: keep all)."
+    )
     run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder.")
     if stoppable:
         run.add_argument(
@@ -68,23 +113,42 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str, stopp
     return run
 
 
+def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, rules: Mapping[str, Any]) -> None:
+    """`parser.error` naming the first flag whose value breaks its rule (`hf_clipzoo.validation`); flags the script
+    does not define are skipped."""
+    for name, rule in rules.items():
+        if hasattr(args, name) and not rule.accepts(getattr(args, name)):
+            parser.error(f"--{name} must be {rule.expected}, got {getattr(args, name)!r}.")
+
+
 def check_shared_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Reject flag combinations that would fail late (after data loading or at the end of training)."""
-    if args.push_to_hub and not args.hub_model_id:
+    """Reject bad values of the shared flags, combinations that would fail late (after data loading or at the end
+    of training), and model folders that cannot load (`check_model_path`: the error names the flag and the path).
+    Every script in `training_scripts/` calls it right after parsing."""
+    check_flags(parser, args, SHARED_FLAG_RULES)
+    if getattr(args, "push_to_hub", False) and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id.")
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "logging_steps"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive, got {getattr(args, name)}.")
-    for name in ("max_train_steps", "eval_steps", "checkpointing_steps", "stop_after_step"):
-        if getattr(args, name, None) is not None and getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive when given, got {getattr(args, name)}.")
-    if args.learning_rate <= 0:
-        parser.error(f"--learning_rate must be positive, got {args.learning_rate}.")
+    stop, total = getattr(args, "stop_after_step", None), getattr(args, "max_train_steps", None)
+    if stop is not None and total is not None and stop > total:
+        parser.error(f"--stop_after_step must be at most --max_train_steps ({total}), got {stop}.")
+    for name in ("model_name_or_path", "teacher_model_name_or_path"):
+        if getattr(args, name, None):
+            check_model_path(getattr(args, name), argument=f"--{name}")
 
 
 def loggable_config(args: argparse.Namespace) -> dict:
-    """The run's arguments for trackers and model cards: plain values, never the Hub token."""
-    return {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"}
+    """The run's arguments for trackers and model cards: plain values through `scrub_secrets` (no Hub token or other
+    credential, local paths as `<local>/<last component>`), as trackers such as W&B publish them too."""
+    from ..hub.scrub import scrub_secrets
+
+    return scrub_secrets({k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
 
 
-__all__ = ["add_optimization_arguments", "add_run_arguments", "check_shared_arguments", "loggable_config"]
+__all__ = [
+    "SHARED_FLAG_RULES",
+    "add_optimization_arguments",
+    "add_run_arguments",
+    "check_flags",
+    "check_shared_arguments",
+    "loggable_config",
+]

@@ -8,11 +8,17 @@ does not ship or load. A checkpoint here is a folder `checkpoint-<step>` holding
     optimizer.json               the non-tensor rest: param groups, scalar state entries
     scheduler.json               `scheduler.state_dict()` (plain numbers; see `optim._Schedule`)
     rng-<rank>.safetensors/json  torch CPU/CUDA, NumPy and Python RNG states of every process
-    trainer_state.json           step, world size and the script's extra state — written last
+    trainer_state.json           step, world size, the script's extra state and the sha256 of every other file —
+                                 written last
 
 It is written under a temporary name and renamed when complete, so a run killed while saving leaves either the
-previous checkpoint or a finished new one, never a half-written folder that `latest` would pick. Assumes the output
-directory is on a file system every process sees (true for one machine; for several nodes use shared storage).
+previous checkpoint or a finished new one, never a half-written folder that `latest` would pick. Re-saving a step
+renames the old folder aside before the new one takes its name, and `list_checkpoints` takes the aside folder while
+the step has no other, so a kill between any two file-system operations still leaves a checkpoint for that step.
+Bytes that change on disk later (a bad disk, a partial copy) load without any error from safetensors; the sha256
+catch them: `resolve_checkpoint(..., "latest")` falls back to the newest checkpoint whose files all match, with a
+warning, and `load_checkpoint` refuses a folder that does not. Assumes the output directory is on a file system every
+process sees (true for one machine; for several nodes use shared storage).
 """
 
 from __future__ import annotations
@@ -31,10 +37,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from ..hub.folders import file_sha256
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+# Temporary folders, hidden from `list_checkpoints` except the aside one (see `_swap_in`).
+_STAGING_SUFFIX, _ASIDE_SUFFIX, _DELETING_SUFFIX = ".incomplete", ".replaced", ".deleting"
+_ASIDE_RE = re.compile(rf"^\.{CHECKPOINT_PREFIX}(\d+){re.escape(_ASIDE_SUFFIX)}$")
 _STATE_FILE = "trainer_state.json"
 _REQUIRED_FILES = ("model.safetensors", _STATE_FILE)
 
@@ -45,21 +56,50 @@ class CorruptCheckpointError(ValueError):
 
 # --- naming / discovery -----------------------------------------------------------------------------------------
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints in `output_dir`, oldest step first (temporary folders of interrupted saves excluded)."""
+    """Complete checkpoints in `output_dir`, oldest step first: one per step, `checkpoint-<step>`, or the old folder
+    of a re-save killed before the new one took its name. Other temporary folders are excluded."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    found = []
+    final, aside = {}, {}
     for path in output_dir.iterdir():
-        match = _CHECKPOINT_RE.match(path.name)
-        if match and path.is_dir() and (path / _STATE_FILE).is_file():
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
+        for pattern, found in ((_CHECKPOINT_RE, final), (_ASIDE_RE, aside)):
+            match = pattern.match(path.name)
+            if match and path.is_dir() and (path / _STATE_FILE).is_file():
+                found[int(match.group(1))] = path
+    by_step = {**aside, **final}
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def verify_checkpoint(checkpoint_dir: str | os.PathLike) -> None:
+    """Raise `CorruptCheckpointError` when a file of the checkpoint is missing or its sha256 differs from the one
+    recorded at save time. Checkpoints of older versions, which recorded none, pass with a warning."""
+    checkpoint = Path(checkpoint_dir)
+    if not (checkpoint / _STATE_FILE).is_file():
+        raise CorruptCheckpointError(f"Checkpoint {checkpoint} is incomplete: missing {_STATE_FILE}.")
+    recorded = _read_json(checkpoint / _STATE_FILE, checkpoint)
+    recorded = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if recorded is None:
+        logger.warning(
+            "Checkpoint %s records no sha256 (written by an older version): its files are not verified.", checkpoint
+        )
+        return
+    for name, expected in sorted(recorded.items()):
+        path = checkpoint / name
+        if not path.is_file():
+            raise CorruptCheckpointError(f"Checkpoint {checkpoint} is incomplete: missing {name}.")
+        if file_sha256(path) != expected:
+            raise CorruptCheckpointError(
+                f"Checkpoint {checkpoint} is corrupt: {name} does not match the sha256 recorded when it was saved "
+                "(its bytes changed on disk)."
+            )
 
 
 def resolve_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> Path | None:
-    """Turn `--resume_from_checkpoint` into a folder: `None` → none, `"latest"` → the newest complete checkpoint in
-    `output_dir` (or none, with a log line, on a fresh run), anything else → that folder, which must exist."""
+    """Turn `--resume_from_checkpoint` into a folder: `None` → none, `"latest"` → the newest checkpoint in
+    `output_dir` whose files match their sha256 (older ones after a warning naming what is wrong; none, with a log
+    line, on a fresh run; `CorruptCheckpointError` when every one is damaged), anything else → that folder, which
+    must exist."""
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint == "latest":
@@ -67,7 +107,20 @@ def resolve_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: st
         if not checkpoints:
             logger.info("--resume_from_checkpoint latest: no checkpoint in %s yet, starting a fresh run.", output_dir)
             return None
-        return checkpoints[-1]
+        problems = []
+        for checkpoint in reversed(checkpoints):
+            try:
+                verify_checkpoint(checkpoint)
+            except CorruptCheckpointError as error:
+                problems.append(str(error))
+                continue
+            if problems:
+                logger.warning("%s Resuming from the newest valid checkpoint, %s.", " ".join(problems), checkpoint)
+            return checkpoint
+        raise CorruptCheckpointError(
+            f"--resume_from_checkpoint latest: no valid checkpoint in {output_dir}. " + " ".join(problems)
+            + " Delete the damaged folders to start a fresh run."
+        )  # fmt: skip
     path = Path(resume_from_checkpoint)
     if not path.is_dir():
         raise FileNotFoundError(
@@ -180,9 +233,9 @@ def save_checkpoint(
     """
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
-    staging = output_dir / f".{CHECKPOINT_PREFIX}{step}.incomplete"
+    staging = output_dir / f".{final.name}{_STAGING_SUFFIX}"
     if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_leftovers(output_dir)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
 
@@ -203,17 +256,58 @@ def save_checkpoint(
             shutil.copy2(path, staging / Path(path).name)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        state = {"step": step, "world_size": accelerator.num_processes, "extra_state": _jsonable(extra_state or {})}
+        state = {
+            "step": step,
+            "world_size": accelerator.num_processes,
+            "extra_state": _jsonable(extra_state or {}),
+            "sha256": {path.name: file_sha256(path) for path in sorted(staging.iterdir()) if path.is_file()},
+        }
         _write_json(staging / _STATE_FILE, state)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        _swap_in(staging, final)
         if total_limit is not None and total_limit > 0:
             for stale in list_checkpoints(output_dir)[:-total_limit]:
-                shutil.rmtree(stale, ignore_errors=True)
+                _remove(stale)
         logger.info("Saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _remove(folder: Path) -> None:
+    """Delete `folder`, first renaming it to a name `list_checkpoints` ignores: a kill half-way through the deletion
+    must not leave a checkpoint-looking folder with files missing."""
+    if not folder.exists():
+        return
+    doomed = folder.with_name(f".{folder.name.lstrip('.')}{_DELETING_SUFFIX}")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed)
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Give `staging` the name `final` with a checkpoint for the step on disk at every moment: the old folder is
+    renamed aside (which `list_checkpoints` takes while `final` is missing), the new one renamed in, then the old one
+    deleted."""
+    aside = final.with_name(f".{final.name}{_ASIDE_SUFFIX}")
+    if final.exists():
+        _remove(aside)  # left by a kill after an earlier swap: `final` is the newer folder
+        os.replace(final, aside)
+    os.replace(staging, final)
+    _remove(aside)
+
+
+def _remove_leftovers(output_dir: Path) -> None:
+    """Delete what interrupted saves left: staging and half-deleted folders, and aside folders whose step has a
+    `checkpoint-<step>` again. An aside folder without one is that step's checkpoint and stays."""
+    if not output_dir.is_dir():
+        return
+    for path in output_dir.iterdir():
+        if not path.name.startswith(f".{CHECKPOINT_PREFIX}"):
+            continue
+        aside = _ASIDE_RE.match(path.name)
+        if path.name.endswith((_STAGING_SUFFIX, _DELETING_SUFFIX)) or (
+            aside and (output_dir / f"{CHECKPOINT_PREFIX}{aside.group(1)}").is_dir()
+        ):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def load_checkpoint(
@@ -226,8 +320,9 @@ def load_checkpoint(
 ) -> dict:
     """Restore what `save_checkpoint` wrote; returns `{"step": ..., **extra_state}`.
 
-    Raises `CorruptCheckpointError` (a `ValueError`) naming the file when the folder is incomplete or unreadable, and
-    when the weights do not match the model (missing / unexpected keys).
+    Raises `CorruptCheckpointError` (a `ValueError`) naming the file when the folder is incomplete or unreadable, when
+    a file does not match the sha256 recorded at save time, and when the weights do not match the model (missing /
+    unexpected keys).
     """
     checkpoint = Path(checkpoint_dir)
     missing = [name for name in _REQUIRED_FILES if not (checkpoint / name).is_file()]
@@ -240,6 +335,7 @@ def load_checkpoint(
     state = _read_json(checkpoint / _STATE_FILE, checkpoint)
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise CorruptCheckpointError(f"Checkpoint {checkpoint}: {_STATE_FILE} has no integer 'step'.")
+    verify_checkpoint(checkpoint)
 
     try:
         missing_keys, unexpected_keys = load_model(
@@ -290,4 +386,5 @@ __all__ = [
     "load_checkpoint",
     "resolve_checkpoint",
     "save_checkpoint",
+    "verify_checkpoint",
 ]

@@ -28,8 +28,12 @@ def push_folder_to_hub(
     folder = Path(folder)
     if not isinstance(repo_id, str) or not repo_id.strip():
         raise ValueError(f"repo_id must be a Hub repository id such as 'you/clip-world', got {repo_id!r}.")
-    if not (folder / "config.json").is_file():
-        raise ValueError(f"{folder} has no config.json; expected a folder written by save_pretrained.")
+    # transformers models, PEFT adapters and diffusers pipelines.
+    if not any((folder / name).is_file() for name in ("config.json", "adapter_config.json", "model_index.json")):
+        raise ValueError(
+            f"{folder} has no config.json, adapter_config.json or model_index.json; expected a folder written by "
+            "save_pretrained."
+        )
     api = HfApi(token=token, endpoint=endpoint)
     api.create_repo(repo_id, private=private, exist_ok=True)
     commit = api.upload_folder(
@@ -41,6 +45,13 @@ def push_folder_to_hub(
     )
     logger.info("Pushed %s to %s", folder, commit.commit_url)
     return commit.commit_url
+
+
+def _is_hub_id(name: str | None) -> bool:
+    """`org/name` that is not a local path (the card's `base_model` and `datasets` must not name the user's files)."""
+    if not name or "/" not in name or "\\" in name or name.startswith(("/", "~", ".")):
+        return False
+    return not Path(name).exists()
 
 
 def save_final_model(
@@ -81,11 +92,13 @@ def save_final_model(
         )
         start = getattr(args, "model_name_or_path", None)
         card_kwargs.setdefault("pipeline_tag", "zero-shot-image-classification")
-        card_kwargs.setdefault("base_model", start if start and "/" in start and not Path(start).exists() else None)
+        card_kwargs.setdefault("base_model", start if _is_hub_id(start) else None)
+        dataset = "hf-clipzoo/embedded-world" if args.dataset == "synthetic" else args.dataset
         card = render_model_card(
             method,
             model_id=args.hub_model_id or final_dir.name,
-            datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
+            # The metadata names Hub datasets only: a local folder would publish the user's directory layout.
+            datasets=[dataset] if _is_hub_id(dataset) else None,
             metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             training_args=loggable_config(args),
             **card_kwargs,

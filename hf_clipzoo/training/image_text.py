@@ -52,14 +52,43 @@ def add_image_text_data_arguments(parser: argparse.ArgumentParser, *, caption_co
     )
     data.add_argument("--resolution", type=int, default=None, help="Image size (default: the model's).")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
+    data.add_argument(
+        "--streaming",
+        action="store_true",
+        help="Read --dataset as a stream (datasets.IterableDataset) instead of preparing it on disk first; needs "
+        "--max_train_steps (a stream has no length).",
+    )
+    data.add_argument(
+        "--shuffle_buffer_size",
+        type=int,
+        default=1000,
+        help="With --streaming: examples held in the seeded shuffle buffer (0: the stream's order).",
+    )
     return data
+
+
+def check_image_text_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject data flags that cannot work together, before anything is loaded."""
+    if args.streaming and args.dataset == "synthetic":
+        parser.error(
+            "--streaming reads a --dataset path or Hub id; the embedded 'synthetic' world is built in memory."
+        )
+    if args.streaming and args.max_train_steps is None:
+        parser.error("--streaming needs --max_train_steps: a streamed dataset has no length to count epochs by.")
+    if args.streaming and args.dataloader_num_workers:
+        parser.error(
+            "--streaming reads the stream in the main process (its position is what a checkpoint stores); "
+            f"use --dataloader_num_workers 0, got {args.dataloader_num_workers}."
+        )
+    if args.shuffle_buffer_size < 0:
+        parser.error(f"--shuffle_buffer_size must be >= 0, got {args.shuffle_buffer_size}.")
 
 
 @dataclass
 class ImageTextData:
     """A training split, an optional retrieval split, and (embedded world only) a zero-shot classification task."""
 
-    train: datasets.Dataset
+    train: datasets.Dataset | datasets.IterableDataset
     evaluation: datasets.Dataset | None
     zero_shot: dict | None
 
@@ -89,12 +118,13 @@ def load_image_text_data(
             "templates": CLASSIFICATION_TEMPLATES,
         }
     else:
+        streaming = getattr(args, "streaming", False)
         train = load_image_text_dataset(
             args.dataset, split=args.train_split, name=args.dataset_config_name,
-            image_column=args.image_column, caption_column=args.caption_column,
+            image_column=args.image_column, caption_column=args.caption_column, streaming=streaming,
         )  # fmt: skip
         evaluation = None
-        if args.eval_split:
+        if args.eval_split:  # evaluation sets are small and need a length: never streamed
             evaluation = load_image_text_dataset(
                 args.dataset, split=args.eval_split, name=args.dataset_config_name,
                 image_column=args.image_column, caption_column=args.eval_caption_column or args.caption_column,
@@ -105,11 +135,127 @@ def load_image_text_data(
             f"The training data has no column(s) {missing}; it has {train.column_names}. Add them, or disable the "
             "option that needs them."
         )
-    if args.max_train_samples:
+    if isinstance(train, datasets.IterableDataset):
+        train = _stream_for_this_process(train, args, accelerator)
+    elif args.max_train_samples:
         train = train.select(range(min(args.max_train_samples, len(train))))
     if evaluation is not None and args.max_eval_samples:
         evaluation = evaluation.select(range(min(args.max_eval_samples, len(evaluation))))
     return ImageTextData(train=train, evaluation=evaluation, zero_shot=zero_shot)
+
+
+def _stream_for_this_process(train: datasets.IterableDataset, args, accelerator) -> datasets.IterableDataset:
+    from datasets.distributed import split_dataset_by_node
+
+    if args.max_train_samples:
+        train = train.take(args.max_train_samples)
+    if args.shuffle_buffer_size:
+        # The same seed on every process: the shard order must agree for the split below to be a partition.
+        train = train.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
+    # Each process reads its own part of the stream (whole shards when they divide evenly, else every n-th example);
+    # accelerate's alternative, one process reading and dispatching batches, would need equal-shaped batches.
+    return split_dataset_by_node(train, rank=accelerator.process_index, world_size=accelerator.num_processes)
+
+
+class StreamedBatches:
+    """Collated batches of this process's part of a streamed training set, resumable where a checkpoint left it.
+
+    Takes the place of the `DataLoader` (and of `accelerator.prepare` for it, which would re-shard or dispatch the
+    stream): rows are read in the main process, `batch_size` at a time (a short last batch is dropped), collated and
+    moved to `device`. An epoch is one pass over the stream, reshuffled per epoch by `set_epoch`.
+
+    `state_dict()` is the position after the last batch handed out: the epoch, the rows consumed in it and datasets'
+    own `IterableDataset.state_dict()`. `load_state_dict` resumes there; datasets restores a position without the
+    content of a shuffle buffer, so with `shuffled=True` the consumed rows of the epoch are read again and dropped
+    instead (undecoded rows, no collation), which gives the batches of an uninterrupted run.
+    """
+
+    def __init__(self, dataset: datasets.IterableDataset, *, collate_fn, batch_size: int, device, shuffled: bool):
+        self.dataset, self.collate_fn, self.batch_size, self.device = dataset, collate_fn, batch_size, device
+        self.shuffled = shuffled
+        self.epoch, self._consumed, self._dataset_state = 0, 0, dataset.state_dict()
+        self._replay = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self._consumed, self._replay = epoch, 0, 0
+        self.dataset.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "examples": self._consumed, "dataset": self._dataset_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.set_epoch(state["epoch"])
+        self._consumed = state["examples"]
+        if self.shuffled:
+            self._replay = state["examples"]
+        else:
+            self.dataset.load_state_dict(state["dataset"])
+
+    def __iter__(self):
+        from accelerate.utils import send_to_device
+
+        rows, yielded = [], False
+        for row in self.dataset:
+            if self._replay:
+                self._replay -= 1
+                continue
+            rows.append(row)
+            if len(rows) < self.batch_size:
+                continue
+            self._consumed += len(rows)
+            self._dataset_state = self.dataset.state_dict()
+            batch = self.collate_fn(rows)
+            rows, yielded = [], True
+            yield send_to_device(batch, self.device)
+        if not yielded and not self._consumed:
+            raise ValueError(
+                f"The streamed training set gave this process fewer than one batch ({self.batch_size} rows) in a "
+                "whole pass; use a smaller --per_device_train_batch_size or more data."
+            )
+
+
+def build_train_batches(args, accelerator, train, collate_fn):
+    """What the scripts iterate: a `DataLoader` over a map-style training set (for `accelerator.prepare`), or
+    `StreamedBatches` over a streamed one (which `prepare` passes through unchanged)."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(train, datasets.IterableDataset):
+        return StreamedBatches(
+            train, collate_fn=collate_fn, batch_size=args.per_device_train_batch_size, device=accelerator.device,
+            shuffled=bool(args.shuffle_buffer_size),
+        )  # fmt: skip
+    return DataLoader(
+        train,
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers,
+    )
+
+
+def stream_checkpoint_state(accelerator, train_batches) -> dict:
+    """The `extra_state` entry that lets a streamed run resume: every process's stream position (all processes must
+    call it; it gathers). Empty for a map-style run, whose position follows from the step."""
+    if not isinstance(train_batches, StreamedBatches):
+        return {}
+    from accelerate.utils import gather_object
+
+    return {"stream": gather_object([train_batches.state_dict()])}
+
+
+def resume_stream(accelerator, train_batches: StreamedBatches, state: dict, checkpoint) -> int:
+    """Put `train_batches` where `stream_checkpoint_state` left it; returns the epoch to continue."""
+    positions = state.get("stream")
+    if not positions or len(positions) != accelerator.num_processes:
+        raise ValueError(
+            f"Checkpoint {checkpoint} holds no stream position for {accelerator.num_processes} process(es) "
+            f"(found {len(positions) if positions else 'none'}): resume a --streaming run with the number of "
+            "processes it was started with, from a checkpoint it wrote."
+        )
+    train_batches.load_state_dict(positions[accelerator.process_index])
+    return train_batches.epoch
 
 
 def evaluate_image_text(
@@ -197,8 +343,13 @@ def evaluate_world_image_text(
 
 __all__ = [
     "ImageTextData",
+    "StreamedBatches",
     "add_image_text_data_arguments",
+    "build_train_batches",
+    "check_image_text_data_arguments",
     "evaluate_image_text",
     "evaluate_world_image_text",
     "load_image_text_data",
+    "resume_stream",
+    "stream_checkpoint_state",
 ]

@@ -1,11 +1,14 @@
 """The offline CLIP tokenizer against the published ids and a naive re-implementation of OpenAI's BPE."""
 
 import gzip
+import html
 
+import ftfy
 import pytest
 import regex
 
-from hf_clipzoo.backbones.tokenizer import BPE_PATH, bytes_to_unicode, load_clip_tokenizer
+from hf_clipzoo.backbones.tokenizer import BPE_PATH, ZooCLIPTokenizer, bytes_to_unicode, load_clip_tokenizer
+from tests.testing_utils import run_without_package
 
 # OpenAI CLIP's pre-tokenisation pattern (clip/simple_tokenizer.py).
 PATTERN = regex.compile(
@@ -49,8 +52,15 @@ class NaiveCLIPBPE:
             word = merged
         return word
 
+    @staticmethod
+    def clean(text: str) -> str:
+        """OpenAI's `whitespace_clean(basic_clean(text)).lower()`, restated."""
+        text = ftfy.fix_text(text)
+        text = html.unescape(html.unescape(text)).strip()
+        return regex.sub(r"\s+", " ", text).strip().lower()
+
     def encode(self, text: str) -> list[int]:
-        text = " ".join(text.split()).lower()
+        text = self.clean(text)
         ids = [self.ids["<|startoftext|>"]]
         for piece in PATTERN.findall(text):
             mapped = "".join(self.byte_map[b] for b in piece.encode("utf-8"))
@@ -108,3 +118,94 @@ def test_save_and_reload(tokenizer, tmp_path):
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     assert reloaded("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
     assert reloaded.model_max_length == 77
+
+
+# Where OpenAI's cleaning changes the ids: HTML entities (also double-escaped), mojibake, ligatures, curly quotes,
+# full-width letters, decomposed accents written as entities, unusual whitespace.
+CLEANING_CASES = [
+    "fish &amp; chips",
+    "&lt;b&gt;bold&lt;/b&gt;",
+    "tom &amp;amp; jerry &amp;lt;3",
+    "a cafÃ© in Paris",
+    "ﬁsh and ﬂowers",
+    "“quoted” ‘words’",
+    "ＣＬＩＰ ｍｏｄｅｌ",
+    "cafe&#769; au lait",
+    "a\u3000wide\u00a0space\u2003here  ",
+]
+
+
+@pytest.mark.parametrize("text", CLEANING_CASES)
+def test_official_cleaning_matches_naive_openai(tokenizer, text):
+    assert tokenizer(text)["input_ids"] == NaiveCLIPBPE().encode(text)
+    assert tokenizer.tokenize(text) == tokenizer.convert_ids_to_tokens(NaiveCLIPBPE().encode(text)[1:-1])
+
+
+def test_cleaning_applies_to_batches_and_pairs(tokenizer):
+    naive = NaiveCLIPBPE()
+    batch = tokenizer(CLEANING_CASES[:3], padding=False)["input_ids"]
+    assert batch == [naive.encode(text) for text in CLEANING_CASES[:3]]
+    pair = tokenizer("fish &amp; chips", "a cafÃ©")["input_ids"]
+    assert pair == load_clip_tokenizer(text_cleaning="none")("fish & chips", "a café")["input_ids"]
+
+
+def test_text_cleaning_none_is_transformers_clip_tokenizer(tokenizer):
+    from transformers import CLIPTokenizer
+
+    from hf_clipzoo.backbones.tokenizer import clip_vocab_and_merges
+
+    vocab, merges = clip_vocab_and_merges()
+    plain = CLIPTokenizer(vocab=dict(vocab), merges=list(merges))
+    raw = load_clip_tokenizer(text_cleaning="none")
+    for text in CLEANING_CASES + ["A Photo Of   a CAT"]:
+        assert raw(text)["input_ids"] == plain(text)["input_ids"]
+    # The gap the official default closes: without cleaning, entities and ligatures tokenize as other words.
+    assert raw("fish &amp; chips")["input_ids"] != tokenizer("fish &amp; chips")["input_ids"]
+    assert raw("ﬁsh")["input_ids"] != tokenizer("fish")["input_ids"] == tokenizer("ﬁsh")["input_ids"]
+
+
+def test_text_cleaning_is_validated_and_saved(tmp_path):
+    from transformers import AutoTokenizer, CLIPTokenizer
+
+    with pytest.raises(ValueError, match="text_cleaning must be one of"):
+        load_clip_tokenizer(text_cleaning="ftfy")
+    for mode in ("official", "none"):
+        load_clip_tokenizer(text_cleaning=mode).save_pretrained(tmp_path / mode)
+        reloaded = AutoTokenizer.from_pretrained(tmp_path / mode)
+        if mode == "official":
+            assert type(reloaded) is ZooCLIPTokenizer and reloaded.text_cleaning == mode
+        else:  # transformers' own class: the folder loads anywhere transformers' CLIPTokenizer does
+            assert type(reloaded) is CLIPTokenizer
+        assert (
+            reloaded("fish &amp; chips")["input_ids"]
+            == load_clip_tokenizer(text_cleaning=mode)("fish &amp; chips")["input_ids"]
+        )
+
+
+def test_missing_ftfy_is_a_clear_error(tokenizer, monkeypatch):
+    import hf_clipzoo.backbones.tokenizer as module
+
+    monkeypatch.setattr(module, "ftfy", None)
+    with pytest.raises(ImportError, match="pip install ftfy.*text_cleaning='none'"):
+        tokenizer("a cat")
+    assert load_clip_tokenizer(text_cleaning="none")("a cat")["input_ids"] == [49406, 320, 2368, 49407]
+
+
+def test_remote_code_tokenizer_in_fresh_interpreter(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    expected = [tokenizer(text)["input_ids"] for text in CLEANING_CASES]
+    (tmp_path / "expected.txt").write_text(repr(expected))
+    run_without_package(
+        f"""
+        import ast, transformers
+        tok = transformers.AutoTokenizer.from_pretrained("tok", trust_remote_code=True)
+        assert type(tok).__module__.startswith("transformers_modules"), type(tok).__module__
+        got = [tok(text)["input_ids"] for text in {CLEANING_CASES!r}]
+        assert got == ast.literal_eval(open("expected.txt").read()), got
+        tok.save_pretrained("resaved")
+        again = transformers.AutoTokenizer.from_pretrained("resaved", trust_remote_code=True)
+        assert again("fish &amp; chips")["input_ids"] == got[0]
+        """,
+        cwd=tmp_path,
+        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )

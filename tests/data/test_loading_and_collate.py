@@ -92,3 +92,63 @@ def test_collator_all_corrupt_raises():
     collator = ImageTextCollator(tiny_processor())
     with pytest.raises(ValueError, match="Every sample of a batch of 1 was unreadable"):
         collator([{"image": {"bytes": b"xx", "path": None}, "caption": "a"}])
+
+
+# --- every on-disk format, as a map-style and as a streamed dataset ---------------------------------------------
+def _write_rows_with_paths(root, suffix):
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i, (color, caption) in enumerate(zip(COLORS, CAPTIONS)):
+        (root / "images" / f"{i}.png").write_bytes(png_bytes(color))
+        rows.append({"filepath": f"images/{i}.png", "caption": caption})
+    if suffix == "csv":
+        lines = ["filepath,caption"] + [f"{row['filepath']},{row['caption']}" for row in rows]
+        (root / "data.csv").write_text("\n".join(lines) + "\n")
+    else:
+        (root / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return root / f"data.{suffix}"
+
+
+def _write_tar_shards(root):
+    root.mkdir()
+    for shard, indices in enumerate(([0, 1], [2])):  # two shards, as real WebDatasets come
+        with tarfile.open(root / f"shard-{shard:03d}.tar", "w") as tar:
+            for i in indices:
+                for ext, data in (("png", png_bytes(COLORS[i])), ("txt", CAPTIONS[i].encode())):
+                    info = tarfile.TarInfo(f"{i:04d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return root
+
+
+def _write_imagefolder_with_caption(root):
+    root.mkdir()
+    with open(root / "metadata.jsonl", "w") as f:
+        for i, (color, caption) in enumerate(zip(COLORS, CAPTIONS)):
+            (root / f"{i}.png").write_bytes(png_bytes(color))
+            f.write(json.dumps({"file_name": f"{i}.png", "caption": caption}) + "\n")
+    return root
+
+
+WRITERS = {
+    "csv": lambda tmp: _write_rows_with_paths(tmp / "csv", "csv"),
+    "jsonl": lambda tmp: _write_rows_with_paths(tmp / "jsonl", "jsonl"),
+    "imagefolder": lambda tmp: _write_imagefolder_with_caption(tmp / "imagefolder"),
+    "webdataset": lambda tmp: _write_tar_shards(tmp / "wds"),
+}
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streamed"])
+@pytest.mark.parametrize("source_format", sorted(WRITERS))
+def test_every_format_loads_and_collates_streamed_or_not(tmp_path, source_format, streaming):
+    source = WRITERS[source_format](tmp_path)
+    ds = load_image_text_dataset(str(source), caption_column="caption", streaming=streaming)
+    assert isinstance(ds, datasets.IterableDataset if streaming else datasets.Dataset)
+    assert {"image", "caption"} <= set(ds.column_names)
+    assert isinstance(ds.features["image"], datasets.Image) and not ds.features["image"].decode
+    rows = list(ds)
+    assert sorted(row["caption"] for row in rows) == sorted(CAPTIONS)
+    batch = ImageTextCollator(tiny_processor())(rows)
+    assert batch["pixel_values"].shape[0] == 3 and batch["num_skipped"] == 0
+    by_caption = {row["caption"]: decode_image(row["image"]).getpixel((0, 0)) for row in rows}
+    assert by_caption["a green dot"] == (0, 128, 0)

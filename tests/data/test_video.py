@@ -180,8 +180,8 @@ def test_preprocess_videos_errors(image_processor):
         preprocess_videos([], image_processor)
     with pytest.raises(ValueError, match="different frame counts"):
         preprocess_videos([[frame], [frame, frame]], image_processor)
-    with pytest.raises(ValueError, match="uint8"):
-        preprocess_videos([np.zeros((2, 8, 8, 3), dtype=np.float32)], image_processor)
+    with pytest.raises(ValueError, match=r"Video 0, frame 0 has float values in \[-1, -1\]"):
+        preprocess_videos([np.full((2, 8, 8, 3), -1, dtype=np.float32)], image_processor)
     with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
         preprocess_videos([np.zeros((8, 3), dtype=np.uint8)], image_processor)
     with pytest.raises(ValueError, match="PIL image or an array"):

@@ -71,6 +71,35 @@ def test_otam_matches_scalar_dynamic_programming(shape, lam):
     torch.testing.assert_close(single, _apply_naive(_naive_otam, dists, lam), rtol=1e-10, atol=1e-10)
 
 
+def _bench_otam_module():
+    """`benchmarks/bench_otam.py`, whose reference is the official batched `OTAM_cum_dist_v2` written out."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_otam.py"
+    spec = importlib.util.spec_from_file_location("bench_otam", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("shape", [(25, 5, 8, 8), (3, 4, 5, 7), (2, 6, 3), (1, 1), (4, 1), (1, 4)])
+@pytest.mark.parametrize("lam", [0.5, 0.1])
+def test_otam_equals_the_benchmarks_official_batched_reference(shape, lam):
+    """What bench_otam.py times against: the same numbers and the same gradients, in both directions."""
+    bench = _bench_otam_module()
+    generator = torch.Generator().manual_seed(len(shape) + shape[-1])
+    dists = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2).requires_grad_()
+    ours, official = otam_distance(dists, lam=lam), bench.official_bidirectional_otam(dists, lam)
+    torch.testing.assert_close(ours, official, rtol=1e-12, atol=1e-12)
+    weights = torch.rand(ours.shape, generator=generator, dtype=torch.float64)
+    (ours_grad,) = torch.autograd.grad((ours * weights).sum(), dists)
+    (official_grad,) = torch.autograd.grad((official * weights).sum(), dists)
+    torch.testing.assert_close(ours_grad, official_grad, rtol=1e-10, atol=1e-12)
+    one_way = bench.official_otam_cum_dist_v2(dists.detach(), lam)
+    torch.testing.assert_close(otam_distance(dists.detach(), lam=lam, bidirectional=False), one_way)
+
+
 def test_otam_is_bidirectional_sum_and_float32_agrees():
     dists = torch.rand(3, 5, 4, 6, dtype=torch.float64)
     forward = otam_distance(dists, bidirectional=False)

@@ -92,11 +92,20 @@ def test_secrets_never_reach_the_card():
         "tracker": {"project": "p", "api_key": "k4"},
         "max_tokens": 77,  # a hyper-parameter, not a credential
         "note": "a|b",
+        # Credentials under innocent names, and the user's directory layout.
+        "mirror": "https://alice:hunter2@mirror.example/simple",
+        "github": "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+        "extra_args": ["--openai sk-proj-abcdEFGH1234ijklMNOP5678", "AKIAIOSFODNN7EXAMPLE"],
+        "output_dir": "/home/alice/secret-project/run",
+        "cache": {"dir": "C:\\Users\\alice\\cache"},
     }
     card = render_model_card("clip", model_id="m", training_args=args)
     text = str(card)
-    for secret in ("hf_abcdefghijklmnop", "x1", "k2", "k3", "hf_ZYXWVUTSRQPONM", "k4", "hub_token", "api_key"):
+    leaks = ("hf_abcdefghijklmnop", "x1", "k2", "k3", "hf_ZYXWVUTSRQPONM", "k4", "hub_token", "api_key", "hunter2",
+             "ghp_", "sk-proj", "AKIA", "alice", "/home", "Users")  # fmt: skip
+    for secret in leaks:
         assert secret not in text, secret
+    assert "<local>/run" in text and "https://***@mirror.example/simple" in text
     assert "| `max_tokens` | `77` |" in text and "a\\|b" in text  # the pipe is escaped inside the table cell
 
 

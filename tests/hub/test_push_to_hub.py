@@ -148,3 +148,40 @@ def test_push_folder_to_hub_private_and_bad_repo_id(fake_hub, tmp_path):
         HfApi(token=False).model_info("org/private-run")
     with pytest.raises(ValueError, match="repo_id"):
         push_folder_to_hub(tmp_path, " ")
+
+
+def test_weights_over_the_lfs_threshold_take_the_lfs_path_and_reload(tmp_path):
+    """The Hub's path for large files: preupload says "lfs", the client asks the LFS batch endpoint, PUTs the bytes to
+    the href it gets, verifies, commits a pointer; downloads resolve to the stored object."""
+    from safetensors.torch import load_file
+
+    from hf_clipzoo.testing import FakeHub
+
+    folder = tmp_path / "final"
+    model, processor = tiny_model(), tiny_processor()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
+    threshold = max(size for name, size in sizes.items() if name != "model.safetensors") + 1
+    assert sizes["model.safetensors"] >= threshold
+
+    with FakeHub(lfs_threshold=threshold) as hub, hub.activate(tmp_path / "hf_home"):
+        url = push_folder_to_hub(folder, "org/large")
+        modes = {path: mode for repo_id, path, mode in hub.upload_modes if repo_id == "org/large"}
+        assert modes.pop("model.safetensors") == "lfs"
+        assert modes and set(modes.values()) == {"regular"} and "config.json" in modes
+        assert ("POST", "/org/large.git/info/lfs/objects/batch") in hub.requests
+        assert any(method == "PUT" and path.startswith("/lfs-objects/") for method, path in hub.requests)
+        assert any(method == "POST" and path.endswith("/verify") for method, path in hub.requests)
+        assert hub.unhandled == []
+
+        (entry,) = HfApi().get_paths_info("org/large", ["model.safetensors"])
+        assert entry.lfs is not None and entry.lfs.size == sizes["model.safetensors"]
+        # An unchanged LFS file is recognised by its sha256: pushing again makes no new commit.
+        assert push_folder_to_hub(folder, "org/large") == url
+
+        loaded = AutoModel.from_pretrained("org/large")
+        expected = load_file(folder / "model.safetensors")
+        reloaded = {k: v for k, v in loaded.state_dict().items() if k in expected}
+        assert reloaded.keys() == expected.keys()
+        assert all(torch.equal(reloaded[k], expected[k]) for k in expected)

@@ -15,7 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from hf_clipzoo.losses import world_info
-from hf_clipzoo.losses.grouping import multi_caption_contrastive_loss, subcaption_grouping_loss
+from hf_clipzoo.losses.grouping import (
+    multi_caption_circle_loss,
+    multi_caption_contrastive_loss,
+    subcaption_grouping_loss,
+)
 
 IN_DIM, EMBED_DIM, NUM_SLOTS, NUM_PATCHES = 6, 4, 3, 4
 IMAGE_SIZES = [3, 2]
@@ -29,6 +33,8 @@ CASES = (
     "sgl_batch_global",
     "sgl_image",
     "sgl_softmax_threshold",
+    "circle_local",
+    "circle_global",
 )
 
 
@@ -62,6 +68,10 @@ def _loss(case: str, model: TinyTowers, images, texts, patches) -> torch.Tensor:
         mode = "soft_target" if "soft_target" in case else "per_slot"
         return multi_caption_contrastive_loss(
             image_embeds, text_embeds, model.logit_scale, mode=mode, local_loss=case.endswith("_local")
+        )
+    if case.startswith("circle_"):
+        return multi_caption_circle_loss(
+            image_embeds, text_embeds, gamma=32.0, margin=0.25, local_loss=case.endswith("_local")
         )
     patch_embeds = model.patch_proj(patches)
     kwargs = dict(norm="minmax", threshold=0.0, negatives="batch", local_loss=case.endswith("_local"))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from hf_clipzoo.losses import clip_loss
 from hf_clipzoo.losses.grouping import (
+    multi_caption_circle_loss,
     multi_caption_contrastive_loss,
     subcaption_grouping_loss,
     subcaption_grouping_weights,
@@ -160,6 +161,52 @@ def test_grouping_loss_gradients_reach_patches_texts_and_scale():
         assert tensor.grad is not None and tensor.grad.abs().max() > 0
 
 
+def naive_circle_loss(images, texts, gamma, margin):
+    """The released `I2mT_loss` (before its `/ 10`), pair by pair: captions in the released slot-major order (slot s
+    of every image, then slot s + 1), the positives of image i the captions it owns, `pairwise_circleloss` per row."""
+    batch, slots, _ = texts.shape
+    captions = [(texts[j, s], j) for s in range(slots) for j in range(batch)]
+    losses = []
+    for i in range(batch):
+        positives, negatives = [], []
+        for caption, owner in captions:
+            sim = images[i] @ caption
+            if owner == i:
+                alpha = torch.clamp(-sim.detach() + 1 + margin, min=0.0)
+                positives.append(torch.exp(-gamma * alpha * (sim - (1 - margin))))
+            else:
+                alpha = torch.clamp(sim.detach() + margin, min=0.0)
+                negatives.append(torch.exp(gamma * alpha * (sim - margin)))
+        exponent = torch.log(sum(positives)) + torch.log(sum(negatives))
+        losses.append(torch.log1p(torch.exp(exponent)))  # softplus
+    return sum(losses) / batch
+
+
+@pytest.mark.parametrize("slots", [1, S])
+@pytest.mark.parametrize(("gamma", "margin"), [(32.0, 0.25), (8.0, 0.1)])
+def test_circle_loss_matches_naive(slots, gamma, margin):
+    images, texts, _ = _embeds(3)
+    texts = texts[:, :slots]
+    ours_inputs = [images.clone().requires_grad_(), texts.clone().requires_grad_()]
+    naive_inputs = [images.clone().requires_grad_(), texts.clone().requires_grad_()]
+    ours = multi_caption_circle_loss(*ours_inputs, gamma=gamma, margin=margin)
+    naive = naive_circle_loss(*naive_inputs, gamma, margin)
+    torch.testing.assert_close(ours, naive, atol=1e-10, rtol=1e-10)
+    ours.backward()
+    naive.backward()
+    for mine, reference in zip(ours_inputs, naive_inputs):
+        assert reference.grad.abs().max() > 1e-3
+        torch.testing.assert_close(mine.grad, reference.grad, atol=1e-10, rtol=1e-8)
+
+
+def test_circle_loss_without_negatives_is_zero_with_a_zero_gradient():
+    images, texts, _ = _embeds(4)
+    image = images[:1].clone().requires_grad_()
+    loss = multi_caption_circle_loss(image, texts[:1], gamma=32.0, margin=0.25)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(image.grad, torch.zeros_like(image))
+
+
 def test_bad_inputs_raise_clear_errors():
     images, texts, patches = _embeds()
     with pytest.raises(ValueError, match="mode"):
@@ -180,3 +227,9 @@ def test_bad_inputs_raise_clear_errors():
         subcaption_grouping_loss(texts[:, :1], patches, 1.0, negatives="image")
     with pytest.raises(ValueError, match="negatives"):
         subcaption_grouping_loss(texts, patches, 1.0, negatives="global")
+    with pytest.raises(ValueError, match="`gamma` must be a finite number > 0"):
+        multi_caption_circle_loss(images, texts, gamma=0.0)
+    with pytest.raises(ValueError, match="`margin` must be a finite number"):
+        multi_caption_circle_loss(images, texts, margin=float("nan"))
+    with pytest.raises(ValueError, match=r"\(batch, 1 \+ K caption slots, dim\)"):
+        multi_caption_circle_loss(images, texts.flatten(0, 1))

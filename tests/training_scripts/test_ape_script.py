@@ -149,3 +149,64 @@ def test_killed_ape_t_run_resumes_to_the_same_result(tmp_path, encoder_dir):
         torch.testing.assert_close(
             resumed_model.state_dict()[name], full_model.state_dict()[name], rtol=0, atol=0, msg=name
         )
+
+
+def test_each_trained_adapter_gets_its_official_optimiser(tmp_path, encoder_dir, monkeypatch):
+    """Tip-Adapter-F: the official `AdamW(lr=1e-3, eps=1e-4)` with torch's default weight decay; APE-T: the official
+    `AdamW(lr=cfg lr, eps=cfg eps, weight_decay=0.1)`; both with a cosine schedule over all steps, no warm-up."""
+    script = load_training_script("ape")
+    built = {}
+    real_build_optimizer, real_build_scheduler = script.build_optimizer, script.build_scheduler
+
+    hyper_parameters = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+
+    def recording_optimizer(model, **kwargs):
+        optimizer = real_build_optimizer(model, **kwargs)
+        # As built, before the schedule moves the learning rate.
+        groups = [({k: group[k] for k in hyper_parameters}, len(group["params"])) for group in optimizer.param_groups]
+        built.setdefault("optimizers", []).append((type(model).__name__, model, groups))
+        return optimizer
+
+    def recording_scheduler(optimizer, **kwargs):
+        built.setdefault("schedulers", []).append(kwargs)
+        return real_build_scheduler(optimizer, **kwargs)
+
+    monkeypatch.setattr(script, "build_optimizer", recording_optimizer)
+    monkeypatch.setattr(script, "build_scheduler", recording_scheduler)
+    script.main(
+        tiny_run(encoder_dir, tmp_path / "run") + ["--train", "--train_tip_adapter_f", "--num_train_epochs", "1"]
+    )
+
+    official = {
+        # Tip-Adapter `main.py::run_tip_adapter_F`, lr from its configs (0.001 for every dataset).
+        "TipAdapterFModel": lambda params: torch.optim.AdamW(params, lr=1e-3, eps=1e-4),
+        # APE `main.py::APE_T` with the default `lr` / `eps` of its configs.
+        "APETModel": lambda params: torch.optim.AdamW(params, lr=1e-3, eps=1e-3, weight_decay=1e-1),
+    }
+    assert sorted(name for name, _, _ in built["optimizers"]) == sorted(official)
+    for name, model, groups in built["optimizers"]:
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        expected = official[name](trainable).param_groups[0]
+        assert sum(count for _, count in groups) == len(trainable), name
+        for settings, _ in groups:  # every trainable tensor is decayed, as in the official code
+            assert settings == {key: expected[key] for key in hyper_parameters}, name
+    assert torch.optim.AdamW(trainable).defaults["weight_decay"] == script.TIP_ADAPTER_F_OPTIMIZER["weight_decay"]
+    for schedule in built["schedulers"]:
+        assert schedule["name"] == "cosine" and schedule["num_warmup_steps"] == 0
+
+
+def test_cosine_schedule_equals_the_official_cosine_annealing():
+    """The official `CosineAnnealingLR(optimizer, train_epoch * len(loader))`, stepped once per batch."""
+    from hf_clipzoo.training import build_scheduler
+
+    steps = 7
+    ours = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    theirs = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = build_scheduler(ours, name="cosine", num_warmup_steps=0, num_training_steps=steps)
+    official = torch.optim.lr_scheduler.CosineAnnealingLR(theirs, steps)
+    for _ in range(steps):
+        assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], rel=1e-9, abs=1e-15)
+        ours.step()
+        theirs.step()
+        scheduler.step()
+        official.step()

@@ -6,12 +6,21 @@ import shutil
 
 import pytest
 import torch
+from diffusers import DiffusionPipeline
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from transformers import CLIPConfig, CLIPModel, CLIPVisionModel
+from transformers import (
+    AutoImageProcessor,
+    AutoProcessor,
+    CLIPConfig,
+    CLIPImageProcessorPil,
+    CLIPModel,
+    CLIPVisionModel,
+)
 
 from hf_clipzoo import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.backbones.processing import build_clip_processor
-from hf_clipzoo.models.diva import DivaModel
+from hf_clipzoo.models.diva import DivaModel, DivaPipeline
 from tests.testing_utils import run_without_package
 from tests.training_scripts.script_utils import load_training_script
 from tests.training_scripts.shared_launch import in_shared_launch
@@ -92,22 +101,53 @@ def test_post_trains_the_tower_only_and_resumes_exactly(baseline, diffusion_dir,
     condition = DivaModel.from_pretrained(final / "condition_model")
     torch.testing.assert_close(condition.visual_projection.weight, tuned["visual_projection.weight"], atol=0, rtol=0)
 
-    # The plain CLIPVisionModel loads without hf_clipzoo and equals the tuned CLIP's tower.
+    # `final/` is a DivaPipeline folder; every folder has a card, the vision-only ones their image processor.
+    for folder in (final, final / "clip", final / "condition_model", final / "clip_vision", diffusion_dir):
+        assert (folder / "README.md").is_file(), folder
+    assert ModelCard.load(final / "README.md").data.library_name == "diffusers"
+    assert ModelCard.load(diffusion_dir / "README.md").data.pipeline_tag == "text-to-image"
+    for folder in ("clip_vision", "condition_model"):
+        assert isinstance(AutoImageProcessor.from_pretrained(final / folder), CLIPImageProcessorPil), folder
+        assert isinstance(AutoProcessor.from_pretrained(final / folder), CLIPImageProcessorPil), folder
+    pipe = DivaPipeline.from_pretrained(final)
+    torch.testing.assert_close(
+        pipe.condition_model.visual_projection.weight, tuned["visual_projection.weight"], atol=0, rtol=0
+    )
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    feedback = pipe(images, generator=torch.Generator().manual_seed(1)).loss
+    remote = DiffusionPipeline.from_pretrained(final, trust_remote_code=True)
+    torch.testing.assert_close(remote(images, generator=torch.Generator().manual_seed(1)).loss, feedback)
+    assert type(DiffusionPipeline.from_pretrained(diffusion_dir)).__name__ == "StableDiffusionPipeline"
+
+    # Without hf_clipzoo, in one interpreter: the pipeline (remote code), the plain CLIPVisionModel (equal to the
+    # tuned CLIP's tower), the image processors and the world diffusion model as a StableDiffusionPipeline.
     pixel_values = torch.randn(1, 3, 32, 32)
     torch.save({"pixel_values": pixel_values}, tmp_path / "inputs.pt")
     expected = ZooCLIPModel.from_pretrained(final / "clip").vision_model(pixel_values=pixel_values).pooler_output
-    torch.save({"pooled": expected}, tmp_path / "expected.pt")
+    torch.save({"pooled": expected, "images": images, "feedback": feedback}, tmp_path / "expected.pt")
     run_without_package(
         f"""
         import torch
-        from transformers import CLIPVisionModel
-        model = CLIPVisionModel.from_pretrained({str(final / "clip_vision")!r}).eval()
+        from diffusers import DiffusionPipeline
+        from transformers import AutoImageProcessor, AutoProcessor, CLIPVisionModel
+        final = {str(final)!r}
+        model = CLIPVisionModel.from_pretrained(final + "/clip_vision").eval()
         inputs = torch.load("inputs.pt", weights_only=True)
-        expected = torch.load("expected.pt", weights_only=True)["pooled"]
+        expected = torch.load("expected.pt", weights_only=True)
         with torch.no_grad():
-            torch.testing.assert_close(model(**inputs).pooler_output, expected, atol=1e-6, rtol=0)
+            torch.testing.assert_close(model(**inputs).pooler_output, expected["pooled"], atol=1e-6, rtol=0)
+        pipe = DiffusionPipeline.from_pretrained(final, trust_remote_code=True)
+        assert type(pipe).__name__ == "DivaPipeline" and type(pipe).__module__.startswith("diffusers_modules")
+        feedback = pipe(expected["images"], generator=torch.Generator().manual_seed(1)).loss
+        torch.testing.assert_close(feedback, expected["feedback"])
+        for folder in ("clip_vision", "condition_model"):
+            assert type(AutoImageProcessor.from_pretrained(final + "/" + folder)).__name__ == "CLIPImageProcessorPil"
+            assert type(AutoProcessor.from_pretrained(final + "/" + folder)).__name__ == "CLIPImageProcessorPil"
+        sd = DiffusionPipeline.from_pretrained({str(diffusion_dir)!r})
+        assert type(sd).__name__ == "StableDiffusionPipeline", type(sd).__name__
         """,
         cwd=tmp_path,
+        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
     )
 
     # The "killed" run: only checkpoint-2 survives, in a fresh folder; it ends where the full run ended.

@@ -67,6 +67,20 @@ def test_fine_tunes_a_baseline_with_both_losses(baseline, tmp_path):
     assert "DreamLIP" in (out / "final" / "README.md").read_text()
 
 
+def test_circle_loss_flag_trains_with_the_released_multi_positive_term(baseline, tmp_path):
+    script = load_training_script("dreamlip")
+    assert script.parse_args([]).circle_loss_weight == 0.0  # off by default
+    out = tmp_path / "circle"
+    script.main(
+        TINY_RUN + ["--model_name_or_path", str(baseline), "--output_dir", str(out), "--max_train_steps", "2",
+                    "--circle_loss_weight", "0.1", "--circle_loss_gamma", "16", "--circle_loss_margin", "0.3"]
+    )  # fmt: skip
+    logs = [r for r in read_jsonl_log(out / "logs" / "metrics.jsonl") if "train/circle_loss" in r]
+    assert len(logs) == 2 and all(r["train/circle_loss"] > 0 for r in logs)
+    config = DreamLIPModel.from_pretrained(out / "final").config
+    assert (config.circle_loss_weight, config.circle_loss_gamma, config.circle_loss_margin) == (0.1, 16.0, 0.3)
+
+
 def test_resume_equals_uninterrupted(baseline, tmp_path):
     script = load_training_script("dreamlip")
     common = TINY_RUN + ["--model_name_or_path", str(baseline), "--max_train_steps", "4", "--checkpointing_steps", "2"]

@@ -1,16 +1,21 @@
-"""`training_scripts/ma_clip.py` on tiny sizes: train a few episodes, select on val, test, save the PEFT adapter."""
+"""`training_scripts/ma_clip.py` on tiny sizes: train a few episodes, select on val, test, save the merged model, the
+PEFT adapter and its base; each loads through its library's entry point, with the package and without it."""
 
 import json
 import shutil
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
+from peft import PeftModel
+from transformers import AutoModel, AutoProcessor
 
 import hf_clipzoo  # noqa: F401  (registers the zoo classes)
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.models.ma_clip.peft_ma_clip import load_ma_clip_adapter
+from tests.testing_utils import run_without_package
 from tests.training_scripts.script_utils import load_training_script
 from tests.training_scripts.shared_launch import in_shared_launch
 
@@ -35,7 +40,22 @@ def tiny_run(encoder_dir, out) -> list[str]:
     ]  # fmt: skip
 
 
-def test_trains_selects_and_saves_adapter(tmp_path, encoder_dir):
+def episode(num_frames=4, size=16, way=2):
+    torch.manual_seed(1)
+    return dict(
+        support_pixel_values=torch.randn(way, num_frames, 3, size, size),
+        support_labels=torch.arange(way),
+        query_pixel_values=torch.randn(way, num_frames, 3, size, size),
+        input_ids=torch.tensor([[0, 5, 6, 2], [0, 7, 8, 2]]),
+    )
+
+
+def probs(model, inputs):
+    with torch.no_grad():
+        return model.eval()(**inputs).probs
+
+
+def test_trains_selects_and_saves_model_adapter_and_base(tmp_path, encoder_dir):
     out = tmp_path / "run"
     metrics = load_training_script("ma_clip").main(tiny_run(encoder_dir, out))
     for key in ("test/5way_1shot_accuracy", "test/5way_2shot_accuracy", "val/accuracy"):
@@ -43,21 +63,87 @@ def test_trains_selects_and_saves_adapter(tmp_path, encoder_dir):
     assert metrics["val/best_step"] in (2, 4)
     assert metrics["train/trainable_parameters"] > 0 and metrics["train/peak_memory_mb"] > 0
     assert metrics["adapter_checkpoint_bytes"] <= 0.15 * metrics["full_model_bytes"]
-    final = out / "final"
-    for name in (
-        "adapter_model.safetensors",
-        "adapter_config.json",
-        "README.md",
-        "results.json",
-        "ma_clip_config.json",
+    final, adapter, base = out / "final", out / "adapter", out / "base"
+    for folder, names in (
+        (final, ("config.json", "model.safetensors", "modeling_ma_clip.py", "processor_config.json", "results.json")),
+        (adapter, ("adapter_model.safetensors", "adapter_config.json", "processor_config.json")),
+        (base, ("config.json", "model.safetensors", "modeling_ma_clip.py", "processor_config.json")),
     ):
-        assert (final / name).is_file(), name
-    assert not list(final.glob("*.bin"))
-    # The adapter loads onto a fresh base built from the baseline CLIP.
-    kwargs = json.loads((final / "ma_clip_config.json").read_text())
-    model = load_ma_clip_adapter(MACLIPModel.from_clip(ZooCLIPModel.from_pretrained(encoder_dir), **kwargs), final)
-    assert MACLIPProcessor.from_pretrained(final).num_frames == 4
-    assert type(model.base_model.model) is MACLIPModel
+        for name in (*names, "README.md"):
+            assert (folder / name).is_file(), folder / name
+        assert not list(folder.glob("*.bin"))
+    # The adapter names its base (PEFT would write null) and an auto mapping that needs no hf_clipzoo.
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(base)
+    assert adapter_config["auto_mapping"] == {"base_model_class": "AutoModel", "parent_library": "transformers"}
+    cards = {kind: ModelCard.load(out / kind / "README.md") for kind in ("final", "adapter", "base")}
+    assert cards["adapter"].data.library_name == "peft" and cards["final"].data.library_name == "transformers"
+    # The card names the sibling folder (never the user's absolute path, which the card scrubber would mangle).
+    assert "PeftModel.from_pretrained" in cards["adapter"].text and 'from_pretrained("base"' in cards["adapter"].text
+    assert str(out) not in cards["adapter"].text
+
+    # Standard entry points with the package: the merged model equals the adapter on its base, which equals the
+    # package's own route (adapter on a base rebuilt from the baseline CLIP).
+    inputs = episode()
+    merged = AutoModel.from_pretrained(final)
+    assert type(merged) is MACLIPModel and merged.config.num_frames == 4
+    on_base = PeftModel.from_pretrained(AutoModel.from_pretrained(base), adapter)
+    kwargs = {k: merged.config.to_dict()[k] for k in ("num_frames", "adapter_ratio", "loss_alpha")}
+    rebuilt = load_ma_clip_adapter(MACLIPModel.from_clip(ZooCLIPModel.from_pretrained(encoder_dir), **kwargs), adapter)
+    expected = probs(merged, inputs)
+    torch.testing.assert_close(probs(on_base, inputs), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(probs(rebuilt, inputs), expected, atol=1e-6, rtol=0)
+    for folder in (final, adapter, base):
+        assert isinstance(AutoProcessor.from_pretrained(folder), MACLIPProcessor)
+        assert AutoProcessor.from_pretrained(folder).num_frames == 4
+
+    # The same without hf_clipzoo: remote code for the model folders, PEFT for the adapter (also AutoPeftModel,
+    # through the auto mapping), all in one fresh interpreter.
+    torch.save({"inputs": inputs, "expected": expected}, tmp_path / "case.pt")
+    run_without_package(
+        f"""
+        import torch
+        from peft import AutoPeftModel, PeftModel
+        from transformers import AutoModel, AutoProcessor
+        case = torch.load("case.pt", weights_only=True)
+        final, adapter, base = {str(final)!r}, {str(adapter)!r}, {str(base)!r}
+
+        def probs(model):
+            with torch.no_grad():
+                return model.eval()(**case["inputs"]).probs
+
+        merged = AutoModel.from_pretrained(final, trust_remote_code=True)
+        assert type(merged).__module__.startswith("transformers_modules"), type(merged).__module__
+        torch.testing.assert_close(probs(merged), case["expected"], atol=1e-6, rtol=0)
+        on_base = PeftModel.from_pretrained(AutoModel.from_pretrained(base, trust_remote_code=True), adapter)
+        torch.testing.assert_close(probs(on_base), case["expected"], atol=1e-6, rtol=0)
+        auto = AutoPeftModel.from_pretrained(adapter, trust_remote_code=True)
+        torch.testing.assert_close(probs(auto), case["expected"], atol=1e-6, rtol=0)
+        for folder in (final, adapter, base):
+            processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+            assert type(processor).__name__ == "MACLIPProcessor" and processor.num_frames == 4
+        """,
+        cwd=tmp_path,
+        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )
+
+
+def test_push_to_hub_uploads_model_adapter_and_base(tmp_path, encoder_dir, fake_hub):
+    out = tmp_path / "run"
+    argv = tiny_run(encoder_dir, out) + ["--max_train_steps", "1", "--test_shots", "1"]
+    load_training_script("ma_clip").main(argv + ["--push_to_hub", "--hub_model_id", "org/ma-clip"])
+    assert sorted(fake_hub.repo_ids()) == ["org/ma-clip", "org/ma-clip-adapter", "org/ma-clip-base"]
+    adapter_config = json.loads(fake_hub.files("org/ma-clip-adapter")["adapter_config.json"])
+    assert adapter_config["base_model_name_or_path"] == "org/ma-clip-base"
+    card = ModelCard(fake_hub.files("org/ma-clip-adapter")["README.md"].decode())
+    assert card.data.library_name == "peft" and card.data.base_model == "org/ma-clip-base"
+    # Reloaded from the Hub by repository id alone: the adapter on its recorded base equals the merged model.
+    inputs = episode()
+    merged = AutoModel.from_pretrained("org/ma-clip")
+    on_base = PeftModel.from_pretrained(
+        AutoModel.from_pretrained(adapter_config["base_model_name_or_path"]), "org/ma-clip-adapter"
+    )
+    torch.testing.assert_close(probs(on_base, inputs), probs(merged, inputs), atol=1e-6, rtol=0)
 
 
 def test_bad_arguments_are_rejected(tmp_path, encoder_dir):

@@ -5,8 +5,8 @@ The order of a run (Tip-Adapter §3.1, APE §3.2–3.3):
 
 1. `sample_few_shot(train, K)`: K images per class from the training split;
 2. `build_text_weights(encoder, tokenizer, class_names, templates, cupl_prompts)`: the zero-shot classifier `W`;
-3. `build_cache(encoder, processor, few_shot)`: keys = mean over augmentation epochs of the normalised features,
-   re-normalised; values = one-hot labels; rows class-major;
+3. `build_cache(encoder, processor, few_shot)`: keys = mean over augmentation epochs of the raw image features,
+   then L2-normalised (official `build_cache_model`); values = one-hot labels; rows class-major;
 4. `build_adapter(APEModel, encoder, text_weights=W, cache_keys=keys, ...)`: selects APE's Q channels with the
    closed-form criterion and returns the model;
 5. `search_hyperparameters(model, val_embeds, val_labels)`: β, α (and γ) on the validation split only.
@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ...data.images import to_rgb_image
 from ...eval.embeddings import encode_images, encode_texts, map_batches, model_device, require_columns
 from ...eval.zero_shot import Template, format_prompts
-from .configuration_ape import APEConfig, APETConfig
+from .configuration_ape import CACHE_KEY_AVERAGES, APEConfig, APETConfig
 from .modeling_ape import APEModel, CacheAdapterPreTrainedModel, one_hot_cache_values
 
 # Official search grids (APE `search_scale` / `search_step`; Tip-Adapter uses the first two).
@@ -181,7 +182,7 @@ def random_resized_crop(
 
 def augment_image(image: Image.Image, rng: np.random.Generator, size: int) -> Image.Image:
     """Tip-Adapter's cache / training augmentation: random-resized-crop (0.5–1) + horizontal flip (p = 0.5)."""
-    image = random_resized_crop(image.convert("RGB"), rng, size)
+    image = random_resized_crop(to_rgb_image(image), rng, size)
     if rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return image
@@ -211,15 +212,22 @@ def build_cache(
     image_column: str = "image",
     label_column: str = "label",
     accelerator: Any | None = None,
+    key_average: str = "raw",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The key-value cache of a few-shot split: `(keys (C·K, D), values (C·K, C))`, class-major.
 
-    Keys are the L2-normalised mean over `augment_epochs` passes of the normalised features of augmented views
+    Keys are the L2-normalised mean over `augment_epochs` passes of the encoder's features of augmented views
     (Tip-Adapter: 10 epochs, random-resized-crop 0.5–1 + flip); `augment_epochs=0` encodes each image once, without
     augmentation. Every class must have the same number K >= 1 of rows, else a `ValueError` names the offenders.
+
+    `key_average` (see `TipAdapterConfig.cache_key_average`): `"raw"` averages the raw features and normalises the
+    mean (official Tip-Adapter / APE `build_cache_model`, where views with larger features weigh more);
+    `"normalized"` normalises every view first, so that every view weighs the same.
     """
     if augment_epochs < 0:
         raise ValueError(f"`augment_epochs` must be >= 0, got {augment_epochs}.")
+    if key_average not in CACHE_KEY_AVERAGES:
+        raise ValueError(f"`key_average` must be one of {CACHE_KEY_AVERAGES}, got {key_average!r}.")
     require_columns(dataset, [image_column, label_column], "build_cache")
     labels = torch.as_tensor(dataset[label_column], dtype=torch.long)
     if labels.numel() == 0:
@@ -241,6 +249,7 @@ def build_cache(
     size = image_size or encoder_image_size(encoder)
     rng = np.random.default_rng(seed)
 
+    normalize_views = key_average == "normalized"
     total = torch.zeros(len(images), 0)
     for epoch in range(max(augment_epochs, 1)):
         # Views are drawn for the whole epoch up front, so every process of a sharded run sees the same views.
@@ -248,7 +257,9 @@ def build_cache(
         features = map_batches(
             len(views),
             batch_size,
-            lambda idx, views=views: {"f": encode_images(encoder, processor, [views[i] for i in idx], device)},
+            lambda idx, views=views: {
+                "f": encode_images(encoder, processor, [views[i] for i in idx], device, normalize=normalize_views)
+            },
             accelerator,
         )["f"]
         total = features if epoch == 0 else total + features

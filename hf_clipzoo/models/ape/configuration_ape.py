@@ -12,6 +12,18 @@ from huggingface_hub.errors import StrictDataclassError
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from ...validation import (
+    BOOLEAN,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    PROBABILITY,
+    ListOf,
+    OneOf,
+    check_extra_keys,
+    check_fields,
+)
 from ..clip.configuration_clip import ZooCLIPConfig
 
 # Encoders whose config class is resolved here rather than through `AutoConfig`: a folder saved with remote code must
@@ -21,6 +33,19 @@ KNOWN_ENCODER_CONFIGS: dict[str, type[PreTrainedConfig]] = {
     CLIPConfig.model_type: CLIPConfig,
 }
 APE_T_CHANNEL_MODES = ("extract", "modify")
+CACHE_KEY_AVERAGES = ("raw", "normalized")
+TIP_ADAPTER_FIELDS = {
+    "class_token_ids": ListOf(ListOf(NON_NEGATIVE_INT, min_length=1), optional=True),
+    "shots_per_class": POSITIVE_INT,
+    "embed_dim": POSITIVE_INT,
+    "zero_shot_scale": POSITIVE,
+    # α weighs the cache term, β sharpens the affinity.
+    "init_alpha": NON_NEGATIVE,
+    "init_beta": POSITIVE,
+    "cache_key_average": OneOf(CACHE_KEY_AVERAGES),
+}
+APE_FIELDS = {"num_refined_channels": POSITIVE_INT, "criterion_weight": PROBABILITY, "init_gamma": NON_NEGATIVE}
+APE_T_FIELDS = {"channel_mode": OneOf(APE_T_CHANNEL_MODES), "renormalize": BOOLEAN}
 
 
 def resolve_encoder_config(encoder_config) -> PreTrainedConfig:
@@ -75,6 +100,14 @@ class TipAdapterConfig(PreTrainedConfig):
             Residual ratio α before the search (Tip-Adapter `init_alpha`; per dataset 1.17–10). Must be >= 0.
         init_beta (`float`, *optional*, defaults to 1.0):
             Sharpness β of the affinity before the search (`init_beta` = 1 for every dataset). Must be > 0.
+        cache_key_average (`str`, *optional*, defaults to `"raw"`):
+            How `building.build_cache` made the cache keys from the augmented views of each few-shot image (stored
+            for provenance; the model uses the keys it holds). `"raw"` (official Tip-Adapter / APE
+            `build_cache_model`): the mean of the encoder's raw features over the augmentation epochs, then
+            L2-normalised, so views whose features have a larger norm weigh more. `"normalized"`: every view is
+            L2-normalised before the mean, so every view weighs the same (for encoders whose feature norm varies a
+            lot with the crop). The official order is the default: the published numbers were made with it, and
+            the spec (`methods/ape.md`) gives no reason to depart from it.
     """
 
     model_type = "clipzoo-tip-adapter"
@@ -88,8 +121,10 @@ class TipAdapterConfig(PreTrainedConfig):
     zero_shot_scale: float = 100.0
     init_alpha: float = 1.0
     init_beta: float = 1.0
+    cache_key_average: str = "raw"
 
     def __post_init__(self, **kwargs):
+        check_extra_keys(type(self), kwargs)
         # Resolved before the parent, which would only know the `model_type`s registered with transformers.
         self.encoder_config = resolve_encoder_config(self.encoder_config)
         try:
@@ -107,32 +142,22 @@ class TipAdapterConfig(PreTrainedConfig):
 
     def validate_fields(self) -> None:
         """Raise a `ValueError` naming the first invalid field."""
-        if self.embed_dim <= 0:
-            raise ValueError(f"`embed_dim` must be positive, got {self.embed_dim}.")
-        if self.shots_per_class < 1:
-            raise ValueError(
-                f"`shots_per_class` must be >= 1 (every class needs a cache entry), got {self.shots_per_class}."
-            )
+        check_fields(self, TIP_ADAPTER_FIELDS)
         if self.class_names is not None:
+            if not isinstance(self.class_names, (list, tuple)):
+                raise ValueError(f"`class_names` must be a list of strings, got {self.class_names!r}.")
             if len(self.class_names) == 0:
                 raise ValueError("`class_names` is empty: an adapter needs at least one class.")
             empty = [name for name in self.class_names if not isinstance(name, str) or not name.strip()]
             if empty:
                 raise ValueError(f"`class_names` must be non-empty strings, got {empty!r}.")
             if len(set(self.class_names)) != len(self.class_names):
-                raise ValueError("`class_names` contains duplicates: every class needs its own name.")
+                duplicates = sorted({name for name in self.class_names if self.class_names.count(name) > 1})
+                raise ValueError(f"`class_names` contains duplicates {duplicates}: every class needs its own name.")
             if self.class_token_ids is not None and len(self.class_token_ids) != len(self.class_names):
                 raise ValueError(
                     f"`class_token_ids` has {len(self.class_token_ids)} entries for {len(self.class_names)} classes."
                 )
-        if self.class_token_ids is not None and any(len(ids) == 0 for ids in self.class_token_ids):
-            raise ValueError("`class_token_ids` has an empty entry: every class name must tokenise to >= 1 token.")
-        if not self.zero_shot_scale > 0:
-            raise ValueError(f"`zero_shot_scale` must be > 0, got {self.zero_shot_scale}.")
-        if not self.init_alpha >= 0:
-            raise ValueError(f"`init_alpha` must be >= 0 (α weighs the cache term), got {self.init_alpha}.")
-        if not self.init_beta > 0:
-            raise ValueError(f"`init_beta` must be > 0 (β sharpens the affinity), got {self.init_beta}.")
 
     @property
     def num_classes(self) -> int:
@@ -172,14 +197,11 @@ class APEConfig(TipAdapterConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if not 1 <= self.num_refined_channels <= self.embed_dim:
+        check_fields(self, APE_FIELDS)
+        if self.num_refined_channels > self.embed_dim:
             raise ValueError(
                 f"`num_refined_channels` (Q) must be in [1, embed_dim={self.embed_dim}], got {self.num_refined_channels}."
             )
-        if not 0.0 <= self.criterion_weight <= 1.0:
-            raise ValueError(f"`criterion_weight` (λ) must be in [0, 1], got {self.criterion_weight}.")
-        if not self.init_gamma >= 0:
-            raise ValueError(f"`init_gamma` must be >= 0, got {self.init_gamma}.")
 
 
 class APETConfig(APEConfig):
@@ -209,14 +231,17 @@ class APETConfig(APEConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.channel_mode not in APE_T_CHANNEL_MODES:
-            raise ValueError(f"`channel_mode` must be one of {APE_T_CHANNEL_MODES}, got {self.channel_mode!r}.")
+        check_fields(self, APE_T_FIELDS)
 
 
 __all__ = [
+    "APE_FIELDS",
+    "APE_T_FIELDS",
+    "TIP_ADAPTER_FIELDS",
     "APEConfig",
     "APETConfig",
     "APE_T_CHANNEL_MODES",
+    "CACHE_KEY_AVERAGES",
     "KNOWN_ENCODER_CONFIGS",
     "TipAdapterConfig",
     "TipAdapterFConfig",

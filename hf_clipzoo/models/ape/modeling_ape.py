@@ -22,7 +22,13 @@ What differs from the official code:
   into the full-width features, which makes the refinement a no-op for the cache term, APE issue #15) is the config
   field `channel_mode`; re-normalising after the residual is `renormalize`. The official APE-T shape bug (Q of the
   training-free criterion vs `training_feat_num`) cannot happen: Q is stored with the channels;
-- everything runs in float32 (the official code runs the cache in fp16).
+- everything runs in float32 (the official code runs the cache in fp16);
+- the cache keys are built as in the official `build_cache_model` by default (raw features averaged over the
+  augmentation epochs, then L2-normalised); `cache_key_average="normalized"` (config field, `build_cache`'s
+  `key_average`) normalises every view before the mean instead, so that every view weighs the same;
+- Tip-Adapter-F is trained with the official Tip-Adapter optimiser (AdamW lr 1e-3, eps 1e-4, torch's default weight
+  decay 0.01) and APE-T with APE's (AdamW eps 1e-3, weight decay 0.1), both cosine over all steps
+  (`training_scripts/ape.py`); the best epoch is chosen on val for both (the official Tip-Adapter-F used test).
 """
 
 from __future__ import annotations

@@ -9,11 +9,28 @@ The CLIP-only fields (`loss_type`, `logit_scale_init_value`, ...) are inherited 
 
 from __future__ import annotations
 
+from ...validation import BOOLEAN, DROPOUT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_fields
 from ..clip.configuration_clip import CLIP_PRESETS, ZooCLIPConfig
 
 # "world-*" presets are tiny: the official 2048-wide FFN (sized for D = 512 / 1024) would dwarf the towers, so
 # `from_preset` scales it to 4 * projection_dim there (the usual transformer ratio) unless given explicitly.
 TINY_PRESET_PREFIX = "world-"
+CLIP_FSAR_FIELDS = {
+    "num_frames": POSITIVE_INT,
+    "temporal_heads": POSITIVE_INT,
+    "temporal_mlp_dim": POSITIVE_INT,
+    "temporal_depth": POSITIVE_INT,
+    "attention_dropout": DROPOUT,
+    "ffn_dropout": DROPOUT,
+    "otam_lambda": POSITIVE,
+    "bidirectional_otam": BOOLEAN,
+    "cos_eps": NON_NEGATIVE,
+    "text_loss_weight": NON_NEGATIVE,
+    "video_text_scale_init_value": POSITIVE,
+    "merge_before": BOOLEAN,
+    "use_text": BOOLEAN,
+    "freeze_text_model": BOOLEAN,
+}
 
 
 class CLIPFSARConfig(ZooCLIPConfig):
@@ -81,22 +98,7 @@ class CLIPFSARConfig(ZooCLIPConfig):
 
     def __post_init__(self, **kwargs):
         # Plain ValueErrors naming the field, checked before the towers' own validation.
-        for name in ("num_frames", "temporal_heads", "temporal_mlp_dim", "temporal_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("attention_dropout", "ffn_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
-        if not self.otam_lambda > 0:
-            raise ValueError(f"`otam_lambda` (OTAM soft-min temperature) must be > 0, got {self.otam_lambda}.")
-        if not self.cos_eps >= 0:
-            raise ValueError(f"`cos_eps` must be >= 0, got {self.cos_eps}.")
-        if not self.text_loss_weight >= 0:
-            raise ValueError(f"`text_loss_weight` must be >= 0, got {self.text_loss_weight}.")
-        if not self.video_text_scale_init_value > 0:
-            raise ValueError(f"`video_text_scale_init_value` must be > 0, got {self.video_text_scale_init_value}.")
+        check_fields(self, CLIP_FSAR_FIELDS)
         super().__post_init__(**kwargs)
         if self.projection_dim % self.temporal_heads != 0:
             raise ValueError(
@@ -116,4 +118,4 @@ class CLIPFSARConfig(ZooCLIPConfig):
         return super().from_preset(name, **kwargs)
 
 
-__all__ = ["CLIPFSARConfig"]
+__all__ = ["CLIP_FSAR_FIELDS", "CLIPFSARConfig"]

@@ -204,6 +204,10 @@ class CLIPFSARModel(RemoteCodeModelMixin, CLIPFSARPreTrainedModel):
     """CLIP-FSAR: CLIP frame features + text-modulated prototypes + OTAM matching, trained episodically."""
 
     _remote_auto_classes = ("AutoModel",)
+    # Built from a CLIP baseline: the temporal transformer and the video-text scale are new; the baseline's
+    # image-text temperature (and a SigLIP's bias) have no place in the episodic losses.
+    _keys_to_ignore_on_load_missing = [r"^temporal_transformer\.", r"^video_text_scale$"]
+    _keys_to_ignore_on_load_unexpected = [r"^logit_scale$", r"^logit_bias$"]
 
     def __init__(self, config: CLIPFSARConfig):
         super().__init__(config)

@@ -11,6 +11,22 @@ from __future__ import annotations
 from huggingface_hub.errors import StrictDataclassError
 from transformers import CLIPVisionConfig, PreTrainedConfig
 
+from ...validation import (
+    BOOLEAN,
+    FINITE,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    ListOf,
+    Number,
+    OneOf,
+    Text,
+    check_extra_keys,
+    check_fields,
+    check_sub_config_dicts,
+)
+from ..clip.configuration_clip import CLIP_VISION_FIELDS, check_clip_towers
+
 TOKEN_SELECTIONS = ("random", "all", "avg_pool")
 TEXT_COMBINATIONS = ("add", "mean_broadcast")
 VAE_INPUT_NORMALIZATIONS = ("exact", "imagenet_mismatch")
@@ -22,6 +38,27 @@ OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+
+DIVA_FIELDS = {
+    "projection_dim": POSITIVE_INT,
+    "use_clip_projection": BOOLEAN,
+    "cross_attention_dim": POSITIVE_INT,
+    "condition_projection": BOOLEAN,
+    "token_selection": OneOf(TOKEN_SELECTIONS),
+    "num_sampled_tokens": POSITIVE_INT,
+    "pool_kernel_size": POSITIVE_INT,
+    "eval_token_seed": Number(int, minimum=0, optional=True),
+    "text_combination": OneOf(TEXT_COMBINATIONS),
+    "prompt": Text(),
+    "prompt_length": POSITIVE_INT,
+    "clip_image_mean": ListOf(FINITE, min_length=1),
+    "clip_image_std": ListOf(POSITIVE, min_length=1),
+    "vae_input_normalization": OneOf(VAE_INPUT_NORMALIZATIONS),
+    "num_noise_draws": POSITIVE_INT,
+    "diffusion_loss": OneOf(DIFFUSION_LOSSES),
+    "initializer_range": NON_NEGATIVE,
+    "initializer_factor": NON_NEGATIVE,
+}
 
 
 class DivaConfig(PreTrainedConfig):
@@ -118,6 +155,8 @@ class DivaConfig(PreTrainedConfig):
     initializer_factor: float = 1.0
 
     def __post_init__(self, **kwargs):
+        check_extra_keys(type(self), kwargs)
+        check_sub_config_dicts(self, {"vision_config": (CLIPVisionConfig, CLIP_VISION_FIELDS)})
         if self.vision_config is None:
             self.vision_config = CLIPVisionConfig()
         elif isinstance(self.vision_config, dict):
@@ -155,30 +194,8 @@ class DivaConfig(PreTrainedConfig):
     def validate_fields(self) -> None:
         """Raise a `ValueError` naming the first invalid field."""
         vision = self.vision_config
-        for field in ("hidden_size", "image_size", "patch_size", "num_hidden_layers", "num_attention_heads"):
-            if getattr(vision, field) <= 0:
-                raise ValueError(f"`vision_config.{field}` must be positive, got {getattr(vision, field)}.")
-        if vision.image_size % vision.patch_size != 0:
-            raise ValueError(
-                f"`vision_config.image_size` ({vision.image_size}) must be a multiple of `vision_config.patch_size` "
-                f"({vision.patch_size})."
-            )
-        for field in ("projection_dim", "cross_attention_dim", "prompt_length", "num_noise_draws"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"`{field}` must be positive, got {getattr(self, field)}.")
-        if self.token_selection not in TOKEN_SELECTIONS:
-            raise ValueError(f"`token_selection` must be one of {TOKEN_SELECTIONS}, got {self.token_selection!r}.")
-        if self.text_combination not in TEXT_COMBINATIONS:
-            raise ValueError(f"`text_combination` must be one of {TEXT_COMBINATIONS}, got {self.text_combination!r}.")
-        if self.vae_input_normalization not in VAE_INPUT_NORMALIZATIONS:
-            raise ValueError(
-                f"`vae_input_normalization` must be one of {VAE_INPUT_NORMALIZATIONS}, got "
-                f"{self.vae_input_normalization!r}."
-            )
-        if self.diffusion_loss not in DIFFUSION_LOSSES:
-            raise ValueError(f"`diffusion_loss` must be one of {DIFFUSION_LOSSES}, got {self.diffusion_loss!r}.")
-        if self.token_selection == "random" and self.num_sampled_tokens <= 0:
-            raise ValueError(f"`num_sampled_tokens` must be positive, got {self.num_sampled_tokens}.")
+        check_clip_towers(None, vision)
+        check_fields(self, DIVA_FIELDS)
         if self.token_selection == "avg_pool" and not 0 < self.pool_kernel_size <= self.num_patches:
             raise ValueError(
                 f"`pool_kernel_size` must lie in [1, {self.num_patches}] (the number of patches), got "
@@ -188,8 +205,6 @@ class DivaConfig(PreTrainedConfig):
             value = getattr(self, name)
             if len(value) != vision.num_channels:
                 raise ValueError(f"`{name}` needs {vision.num_channels} values, got {len(value)}.")
-        if any(s <= 0 for s in self.clip_image_std):
-            raise ValueError(f"`clip_image_std` must be positive, got {self.clip_image_std}.")
         if not self.condition_projection and self.token_width != self.cross_attention_dim:
             source = "`projection_dim`" if self.use_clip_projection else "`vision_config.hidden_size`"
             raise ValueError(
@@ -208,6 +223,7 @@ class DivaConfig(PreTrainedConfig):
 
 __all__ = [
     "DIFFUSION_LOSSES",
+    "DIVA_FIELDS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "OPENAI_CLIP_MEAN",

@@ -18,7 +18,7 @@ This module finds the CLIP's `visual.*` keys under whatever prefix, and maps the
 
 Files are read with `torch.load(weights_only=True)` (or safetensors); nothing is unpickled.
 
-    python -m hf_clipzoo.models.diva.convert_diva OpenAI-ViT-L-14-224.pth --output_dir diva-vit-l-14
+    python -m hf_clipzoo.models.diva.convert_diva --checkpoint OpenAI-ViT-L-14-224.pth --output_dir diva-vit-l-14
 """
 
 from __future__ import annotations
@@ -133,15 +133,18 @@ def convert_diva_checkpoint(state_dict: Mapping[str, object], **config_kwargs):
     return model.eval(), projection, diva_proj
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from ...backbones.convert import converter_parser
+
+    return converter_parser(__doc__, "A BAAI/DIVA OpenAICLIP .pth (or .safetensors) file.")
+
+
 def main(argv: list[str] | None = None) -> None:
     from safetensors.torch import save_file
 
     from ...backbones.convert import load_state_dict_file
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="A BAAI/DIVA OpenAICLIP .pth (or .safetensors) file.")
-    parser.add_argument("--output_dir", required=True, help="Where the CLIPVisionModel folder is written.")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     model, projection, diva_proj = convert_diva_checkpoint(load_state_dict_file(args.checkpoint))
     output = Path(args.output_dir)
     model.save_pretrained(output)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from ...data.images import to_rgb_image
+
 # Sizes of the models trained on the embedded world. "micro" is for tests (seconds), "tiny" for the bench.
 DIFFUSION_PRESETS: dict[str, dict] = {
     "micro": dict(vae_channels=(32, 32), unet_channels=(32, 64), layers_per_block=1, attention_head_dim=8),
@@ -155,7 +157,7 @@ class CaptionedImageCollator:
             [row[self.caption_column] for row in rows], padding="max_length", max_length=self.max_length,
             truncation=True, return_tensors="pt",
         ).input_ids  # fmt: skip
-        images = [np.asarray(row["image"].convert("RGB"), dtype=np.float32) / 255.0 for row in rows]
+        images = [np.asarray(to_rgb_image(row["image"]), dtype=np.float32) / 255.0 for row in rows]
         return {"images": torch.stack([torch.from_numpy(i).permute(2, 0, 1) for i in images]), "input_ids": ids}
 
 

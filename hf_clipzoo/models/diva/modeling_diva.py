@@ -36,6 +36,13 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...hub.export import RemoteCodeModelMixin
+
+# diffusers loads a pipeline component's remote code with the files its module imports *directly* (transformers
+# follows imports recursively): the modules `configuration_diva` and the mixin need are imported here so that they
+# are copied too.
+from ...hub.folders import check_model_path  # noqa: F401
+from ...validation import check_fields  # noqa: F401
+from ..clip.configuration_clip import check_clip_towers  # noqa: F401
 from .configuration_diva import IMAGENET_MEAN, IMAGENET_STD, DivaConfig
 
 

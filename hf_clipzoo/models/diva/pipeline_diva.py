@@ -44,13 +44,27 @@ class DivaPipelineOutput(BaseOutput):
     images: torch.Tensor | None = None
 
 
+def _checked_unit_range(values, name: str):
+    """Floats must already be in [0, 1]: the pipeline refuses rather than guesses a scale (a [0, 255] float image
+    taken as [0, 1] would be silently wrong)."""
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"{name} has float values in [{low:g}, {high:g}]; expected [0, 1] (divide 8-bit values by 255, or pass "
+            "uint8 arrays / PIL images)."
+        )
+    return values
+
+
 def images_to_tensor(images) -> torch.Tensor:
     """PIL images / HWC uint8 arrays / a `(B, 3, H, W)` [0, 1] tensor → a float tensor in [0, 1]."""
     if isinstance(images, torch.Tensor):
         tensor = images[None] if images.ndim == 3 else images
         if tensor.ndim != 4 or tensor.shape[0] == 0:
             raise ValueError(f"`images` tensor must have shape (batch, 3, H, W), got {tuple(images.shape)}.")
-        return tensor.float()
+        return _checked_unit_range(tensor.float(), "The `images` tensor")
     if isinstance(images, (Image.Image, np.ndarray)):
         images = [images]
     if not isinstance(images, (list, tuple)) or not images:
@@ -58,10 +72,22 @@ def images_to_tensor(images) -> torch.Tensor:
     arrays = []
     for i, image in enumerate(images):
         if isinstance(image, Image.Image):
+            # This file is copied verbatim into saved folders, so it cannot import the zoo's image policy
+            # (`hf_clipzoo.data.images.to_rgb_image`); `convert("RGB")` would clip 16-bit / float modes to white.
+            if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+                raise ValueError(
+                    f"Image {i} has mode {image.mode!r} (16-bit or float); convert it to 8-bit RGB first, e.g. with "
+                    "`hf_clipzoo.data.images.to_rgb_image(image)`."
+                )
             image = np.asarray(image.convert("RGB"))
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"Image {i} must be an RGB PIL image or an (H, W, 3) array.")
-        arrays.append(image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0))
+        if image.dtype == np.uint8:
+            arrays.append(image.astype(np.float32) / 255.0)
+        elif np.issubdtype(image.dtype, np.floating):
+            arrays.append(_checked_unit_range(image.astype(np.float32), f"Image {i}"))
+        else:
+            raise ValueError(f"Image {i} has dtype {image.dtype}; expected uint8 or floats in [0, 1].")
     sizes = {a.shape for a in arrays}
     if len(sizes) != 1:
         raise ValueError(f"All images of a batch must have the same size, got {sorted(sizes)}; resize them first.")

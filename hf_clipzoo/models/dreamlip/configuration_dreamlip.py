@@ -3,10 +3,28 @@
 import math
 
 from ...losses.grouping import CONTRASTIVE_MODES, GROUPING_NEGATIVES, GROUPING_NORMS
+from ...validation import BOOLEAN, FINITE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Number, OneOf, check_fields
 from ..clip.configuration_clip import ZooCLIPConfig
 
 PATCH_TOKEN_MODES = ("projected", "unprojected")
 LOCAL_LOGIT_SCALE_MODES = ("learned", "shared")
+DREAMLIP_FIELDS = {
+    "contrastive_mode": OneOf(CONTRASTIVE_MODES),
+    "contrastive_loss_weight": NON_NEGATIVE,
+    "grouping_loss_weight": NON_NEGATIVE,
+    "circle_loss_weight": NON_NEGATIVE,
+    "circle_loss_gamma": POSITIVE,
+    "circle_loss_margin": FINITE,
+    "grouping_norm": OneOf(GROUPING_NORMS),
+    # Negative means 1 / num_patches (see the docstring).
+    "grouping_threshold": Number(float, maximum=1),
+    "grouping_negatives": OneOf(GROUPING_NEGATIVES),
+    "patch_tokens": OneOf(PATCH_TOKEN_MODES),
+    "local_logit_scale": OneOf(LOCAL_LOGIT_SCALE_MODES),
+    "local_logit_scale_init_value": FINITE,
+    "text_position_interpolation": BOOLEAN,
+    "max_text_length": POSITIVE_INT,
+}
 
 
 class DreamLIPConfig(ZooCLIPConfig):
@@ -26,6 +44,17 @@ class DreamLIPConfig(ZooCLIPConfig):
             λ of the contrastive loss (released code: `--clip_lossweight 1`).
         grouping_loss_weight (`float`, *optional*, defaults to 1.0):
             λ of the subcaption-specific grouping loss (§3.3; released code: `--sgl_lossweight 1`). 0 disables it.
+        circle_loss_weight (`float`, *optional*, defaults to 0.0):
+            λ of the released code's optional `--use_multipos_loss` term (`I2mT_loss`): a pair-wise circle loss from
+            every image to all B·(1+K) captions of the global batch, its own 1 + K captions the positives
+            (`hf_clipzoo.losses.grouping.multi_caption_circle_loss`). Off by default: the paper does not use it and
+            the released scripts do not turn it on. The released code adds the circle loss divided by 10, so
+            `circle_loss_weight=0.1` reproduces `--use_multipos_loss`.
+        circle_loss_gamma (`float`, *optional*, defaults to 32.0):
+            The circle loss's scale γ (released `--gamma 32`). Must be > 0.
+        circle_loss_margin (`float`, *optional*, defaults to 0.25):
+            The circle loss's relaxation margin m (released `--margin 0.25`): positives are pushed above 1 − m,
+            negatives below m. Must be finite.
         grouping_norm (`str`, *optional*, defaults to `"minmax"`):
             How caption–patch similarities become weights: `"minmax"` over each image's patches (paper and code) or
             `"softmax"` (code option `--sgl_norm`).
@@ -72,6 +101,9 @@ class DreamLIPConfig(ZooCLIPConfig):
     contrastive_mode: str = "per_slot"
     contrastive_loss_weight: float = 1.0
     grouping_loss_weight: float = 1.0
+    circle_loss_weight: float = 0.0
+    circle_loss_gamma: float = 32.0
+    circle_loss_margin: float = 0.25
     grouping_norm: str = "minmax"
     grouping_threshold: float = 0.0
     grouping_negatives: str = "batch"
@@ -82,23 +114,10 @@ class DreamLIPConfig(ZooCLIPConfig):
     max_text_length: int = 248
 
     def __post_init__(self, **kwargs):
-        for name, allowed in (
-            ("contrastive_mode", CONTRASTIVE_MODES),
-            ("grouping_norm", GROUPING_NORMS),
-            ("grouping_negatives", GROUPING_NEGATIVES),
-            ("patch_tokens", PATCH_TOKEN_MODES),
-            ("local_logit_scale", LOCAL_LOGIT_SCALE_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
-        for name in ("contrastive_loss_weight", "grouping_loss_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
-        if self.contrastive_loss_weight == 0 and self.grouping_loss_weight == 0:
-            raise ValueError("`contrastive_loss_weight` and `grouping_loss_weight` are both 0: there is no loss.")
-        if not self.grouping_threshold <= 1.0:
+        check_fields(self, DREAMLIP_FIELDS)
+        if self.contrastive_loss_weight == 0 and self.grouping_loss_weight == 0 and self.circle_loss_weight == 0:
             raise ValueError(
-                f"`grouping_threshold` must be <= 1 (negative for 1/num_patches), got {self.grouping_threshold}."
+                "`contrastive_loss_weight`, `grouping_loss_weight` and `circle_loss_weight` are all 0: there is no loss."
             )
         if self.loss_type != "softmax":
             raise ValueError(
@@ -119,4 +138,4 @@ class DreamLIPConfig(ZooCLIPConfig):
             )
 
 
-__all__ = ["LOCAL_LOGIT_SCALE_MODES", "PATCH_TOKEN_MODES", "DreamLIPConfig"]
+__all__ = ["DREAMLIP_FIELDS", "LOCAL_LOGIT_SCALE_MODES", "PATCH_TOKEN_MODES", "DreamLIPConfig"]

@@ -28,6 +28,7 @@ from ...backbones.convert import (
     OPENAI_VOCAB_SIZE,
     clean_state_dict,
     convert_openai_clip_state_dict,
+    converter_parser,
     infer_clip_config,
     load_state_dict_file,
 )
@@ -101,15 +102,17 @@ def load_dreamlip_checkpoint(
     return model.eval()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI: convert a released DreamLIP checkpoint into a `save_pretrained` folder with its processor."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="DreamLIP .pt (open_clip training checkpoint) file.")
-    parser.add_argument("--output_dir", required=True, help="Folder for the converted model and processor.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = converter_parser(__doc__, "DreamLIP .pt (open_clip training checkpoint) file.")
     parser.add_argument(
         "--hidden_act", choices=("gelu", "quick_gelu"), default="gelu", help="Activation (released ViT-B/16: gelu)."
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: convert a released DreamLIP checkpoint into a `save_pretrained` folder with its processor."""
+    args = build_parser().parse_args(argv)
     model = load_dreamlip_checkpoint(args.checkpoint, hidden_act=args.hidden_act)
     model.save_pretrained(args.output_dir)
     config = model.config
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Converted {args.checkpoint} -> {args.output_dir} ({model.num_parameters():,} parameters).")
 
 
-__all__ = ["convert_dreamlip_state_dict", "infer_dreamlip_config", "load_dreamlip_checkpoint"]
+__all__ = ["build_parser", "convert_dreamlip_state_dict", "infer_dreamlip_config", "load_dreamlip_checkpoint"]
 
 
 if __name__ == "__main__":

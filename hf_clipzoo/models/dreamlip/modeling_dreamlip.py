@@ -11,7 +11,7 @@ that also returns the vision tower's *patch tokens in the joint space* and has a
 training image brings `1 + K` captions (its raw caption and K subcaptions sampled from long MLLM captions, see
 `hf_clipzoo.data.subcaptions`), passed as `input_ids` of shape `(batch, 1 + K, length)`. `return_loss=True` computes
 
-    loss = λ_c · multi_caption_contrastive_loss + λ_s · subcaption_grouping_loss
+    loss = λ_c · multi_caption_contrastive_loss + λ_s · subcaption_grouping_loss (+ λ_o · multi_caption_circle_loss)
 
 through `hf_clipzoo.losses.grouping` (distributed-correct). At inference DreamLIP is a plain CLIP model (zero-shot
 classification and retrieval as for CLIP); `get_patch_features` gives the patch embeddings for dense grounding.
@@ -26,7 +26,11 @@ What differs from the released code (each a `DreamLIPConfig` option, the code's 
 - the grouping weights fall back to mean pooling where min-max normalisation has nothing left (the code divides by 0);
 - patch tokens are not gathered across processes: the grouping is per image, only grouped embeddings are gathered;
 - optional position interpolation lets the text tower read captions longer than 77 tokens
-  (`text_position_interpolation`, off by default, exactly neutral for captions of at most 77 tokens).
+  (`text_position_interpolation`, off by default, exactly neutral for captions of at most 77 tokens);
+- the released code's optional `--use_multipos_loss` term (`I2mT_loss`, a circle loss from each image to all
+  captions, image → text only) is `circle_loss_weight` (off by default as in the released scripts and the paper;
+  0.1 reproduces the code's `/ 10`), with its `--gamma` / `--margin` as `circle_loss_gamma` / `circle_loss_margin`.
+  Its other optional extras (OT loss, noun-tag loss, synthetic image views) have no counterpart.
 """
 
 from dataclasses import dataclass
@@ -36,7 +40,11 @@ from torch import nn
 from transformers import initialization as init
 from transformers.models.clip.modeling_clip import CLIPTextEmbeddings
 
-from ...losses.grouping import multi_caption_contrastive_loss, subcaption_grouping_loss
+from ...losses.grouping import (
+    multi_caption_circle_loss,
+    multi_caption_contrastive_loss,
+    subcaption_grouping_loss,
+)
 from ..clip.modeling_clip import ZooCLIPModel, ZooCLIPOutput, check_pixel_values
 from .configuration_dreamlip import DreamLIPConfig
 
@@ -101,8 +109,8 @@ class DreamLIPOutput(ZooCLIPOutput):
         L2-normalised patch tokens in the joint space (`config.patch_tokens`), for dense grounding.
     logit_scale_local (`torch.FloatTensor` of shape `()`):
         The log temperature of the grouping loss (the global one with `local_logit_scale="shared"`).
-    contrastive_loss / grouping_loss (`torch.FloatTensor` of shape `()`, *optional*, with `return_loss=True`):
-        The two unweighted terms of `loss`.
+    contrastive_loss / grouping_loss / circle_loss (`torch.FloatTensor` of shape `()`, *optional*, with
+        `return_loss=True`): the unweighted terms of `loss` (each `None` when its weight is 0).
     num_texts_per_image (`int`):
         Caption slots per image (1 + K; 1 for 2-D `input_ids`).
     """
@@ -111,6 +119,7 @@ class DreamLIPOutput(ZooCLIPOutput):
     logit_scale_local: torch.FloatTensor | None = None
     contrastive_loss: torch.FloatTensor | None = None
     grouping_loss: torch.FloatTensor | None = None
+    circle_loss: torch.FloatTensor | None = None
     num_texts_per_image: int | None = None
 
 
@@ -119,6 +128,10 @@ class DreamLIPModel(ZooCLIPModel):
 
     config_class = DreamLIPConfig
     config: DreamLIPConfig
+    # Fine-tuned from a CLIP baseline: it has no local temperature (DreamLIP's starts at
+    # `local_logit_scale_init_value`), and a SigLIP baseline's sigmoid bias has no use in DreamLIP's softmax losses.
+    _keys_to_ignore_on_load_missing = [r"^logit_scale_local$"]
+    _keys_to_ignore_on_load_unexpected = [r"^logit_bias$"]
 
     def __init__(self, config: DreamLIPConfig):
         super().__init__(config)
@@ -248,6 +261,15 @@ class DreamLIPModel(ZooCLIPModel):
                     local_loss=config.local_loss,
                 )
                 loss = loss + config.grouping_loss_weight * output.grouping_loss
+            if config.circle_loss_weight > 0:
+                output.circle_loss = multi_caption_circle_loss(
+                    output.image_embeds,
+                    text_embeds,
+                    gamma=config.circle_loss_gamma,
+                    margin=config.circle_loss_margin,
+                    local_loss=config.local_loss,
+                )
+                loss = loss + config.circle_loss_weight * output.circle_loss
             output.loss = loss
         return output if return_dict is not False else output.to_tuple()
 

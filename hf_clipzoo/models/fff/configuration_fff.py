@@ -1,9 +1,20 @@
 """Configuration of FFF (Bulat et al., CVPR 2024, arXiv 2405.10286)."""
 
 from ...losses.positives import COMBINATIONS, TEXT_TEXT_REFERENCES
+from ...validation import BOOLEAN, Number, OneOf, check_fields
 from ..clip.configuration_clip import ZooCLIPConfig
 
 MINING_SOURCES = ("model", "teacher", "precomputed")
+COSINE_THRESHOLD = Number(float, minimum=-1, maximum=1, optional=True)
+FFF_FIELDS = {
+    "mining": BOOLEAN,
+    "mining_image_text_threshold": COSINE_THRESHOLD,
+    "mining_image_image_threshold": COSINE_THRESHOLD,
+    "mining_text_text_threshold": COSINE_THRESHOLD,
+    "mining_combination": OneOf(COMBINATIONS),
+    "mining_text_text_reference": OneOf(TEXT_TEXT_REFERENCES),
+    "mining_source": OneOf(MINING_SOURCES),
+}
 
 
 class FFFConfig(ZooCLIPConfig):
@@ -66,19 +77,7 @@ class FFFConfig(ZooCLIPConfig):
     mining_source: str = "model"
 
     def __post_init__(self, **kwargs):
-        for name in ("mining_image_text_threshold", "mining_image_image_threshold", "mining_text_text_threshold"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not -1.0 <= float(value) <= 1.0):
-                raise ValueError(f"`{name}` is a cosine-similarity threshold in [-1, 1] (or None), got {value!r}.")
-        if self.mining_combination not in COMBINATIONS:
-            raise ValueError(f"`mining_combination` must be one of {COMBINATIONS}, got {self.mining_combination!r}.")
-        if self.mining_text_text_reference not in TEXT_TEXT_REFERENCES:
-            raise ValueError(
-                f"`mining_text_text_reference` must be one of {TEXT_TEXT_REFERENCES}, got "
-                f"{self.mining_text_text_reference!r}."
-            )
-        if self.mining_source not in MINING_SOURCES:
-            raise ValueError(f"`mining_source` must be one of {MINING_SOURCES}, got {self.mining_source!r}.")
+        check_fields(self, FFF_FIELDS)
         thresholds = (
             self.mining_image_text_threshold,
             self.mining_image_image_threshold,
@@ -92,4 +91,4 @@ class FFFConfig(ZooCLIPConfig):
         super().__post_init__(**kwargs)
 
 
-__all__ = ["MINING_SOURCES", "FFFConfig"]
+__all__ = ["FFF_FIELDS", "MINING_SOURCES", "FFFConfig"]

@@ -47,6 +47,8 @@ class FFFModel(ZooCLIPModel):
 
     config_class = FFFConfig
     config: FFFConfig
+    # Fine-tuned from a CLIP (softmax) baseline, which has no sigmoid bias: FFF's starts at `logit_bias_init_value`.
+    _keys_to_ignore_on_load_missing = [r"^logit_bias$"]
 
     def forward(
         self,

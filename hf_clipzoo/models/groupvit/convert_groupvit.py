@@ -70,7 +70,7 @@ from pathlib import Path
 
 import torch
 
-from ...backbones.convert import load_state_dict_file
+from ...backbones.convert import add_num_heads_arguments, converter_parser, load_state_dict_file
 from .configuration_groupvit import ZooGroupViTConfig
 from .modeling_groupvit import ZooGroupViTModel
 
@@ -398,7 +398,12 @@ def load_groupvit_checkpoint(
     **config_kwargs,
 ) -> ZooGroupViTModel:
     """A `ZooGroupViTModel` (eval mode) from an official GroupViT checkpoint file; keyword arguments set
-    `ZooGroupViTConfig` fields."""
+    `ZooGroupViTConfig` fields.
+
+    `dtype` is the dtype of the model's floating-point weights (`None`: the checkpoint's, when all its floating
+    tensors share one, else float32). The model is cast before the weights are copied in, so they hold the
+    checkpoint's values exactly wherever `dtype` can represent them (a float64 checkpoint loaded as float64 is
+    bit-identical, not rounded through float32)."""
     state_dict = load_official_state_dict(path)
     config = infer_groupvit_config(
         state_dict,
@@ -406,33 +411,31 @@ def load_groupvit_checkpoint(
         text_num_attention_heads=text_num_attention_heads,
         **config_kwargs,
     )
-    model = ZooGroupViTModel(config)
+    if dtype is None:
+        dtypes = {value.dtype for value in state_dict.values() if value.is_floating_point()}
+        dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
+    model = ZooGroupViTModel(config).to(dtype)
     converted = convert_groupvit_state_dict(state_dict, config, dtype=dtype, model=model)
     model.load_state_dict(converted, strict=True)
-    if dtype is not None:
-        model.to(dtype)
     return model.eval()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = converter_parser(__doc__, "Official GroupViT .pth (or a .safetensors state dict).")
+    add_num_heads_arguments(parser)
+    parser.add_argument(
+        "--no_processor", action="store_true", help="Do not write the processor (tokenizer + image processor)."
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> ZooGroupViTModel:
     """CLI: convert an official GroupViT checkpoint into a `save_pretrained` folder (safetensors) with its processor."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="Official GroupViT .pth (or a .safetensors state dict).")
-    parser.add_argument("--output_dir", required=True, help="Folder for the converted model and processor.")
-    parser.add_argument(
-        "--vision_num_attention_heads", type=int, default=None, help="Vision heads (default: width // 64, official)."
-    )
-    parser.add_argument(
-        "--text_num_attention_heads", type=int, default=None, help="Text heads (default: width // 64, official)."
-    )
-    parser.add_argument(
-        "--no_processor", action="store_true", help="Do not write the processor (tokenizer + image processor)."
-    )
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     model = load_groupvit_checkpoint(
         args.checkpoint,
-        vision_num_attention_heads=args.vision_num_attention_heads,
-        text_num_attention_heads=args.text_num_attention_heads,
+        vision_num_attention_heads=args.vision_num_heads,
+        text_num_attention_heads=args.text_num_heads,
     )
     model.save_pretrained(args.output_dir)
     config = model.config
@@ -452,6 +455,7 @@ def main(argv: list[str] | None = None) -> ZooGroupViTModel:
 
 __all__ = [
     "RENAMES",
+    "build_parser",
     "convert_groupvit_state_dict",
     "extract_state_dict",
     "infer_groupvit_config",

@@ -3,7 +3,7 @@
 from ...registry import register_method
 from .configuration_ma_clip import MACLIPConfig
 from .modeling_ma_clip import MACLIPAdapter, MACLIPBlockAdapters, MACLIPModel, MACLIPOutput, MACLIPPrototypeModule
-from .peft_ma_clip import get_ma_clip_peft_model, load_ma_clip_adapter, ma_clip_peft_config
+from .peft_ma_clip import get_ma_clip_peft_model, load_ma_clip_adapter, ma_clip_peft_config, save_ma_clip_adapter
 from .processing_ma_clip import MACLIPProcessor
 
 register_method(
@@ -25,4 +25,5 @@ __all__ = [
     "get_ma_clip_peft_model",
     "load_ma_clip_adapter",
     "ma_clip_peft_config",
+    "save_ma_clip_adapter",
 ]

@@ -10,12 +10,51 @@ from __future__ import annotations
 from huggingface_hub.errors import StrictDataclassError
 from transformers import PreTrainedConfig
 
+from ...validation import (
+    BOOLEAN,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    PROBABILITY,
+    ListOf,
+    Number,
+    OneOf,
+    Text,
+    check_extra_keys,
+    check_fields,
+)
 from ..clip.configuration_clip import ZooCLIPConfig
 
 MULTIMODAL_MODES = ("parallel", "replace")
 PROTOTYPE_TEXT_FUSIONS = ("concat", "cross_attention")
 PEFT_METHODS = ("adapters", "lora")
 MIN_FRAMES = 2
+MA_CLIP_FIELDS = {
+    # At least 2: the temporal adapter attends across frames.
+    "num_frames": Number(int, minimum=MIN_FRAMES),
+    "adapter_ratio": POSITIVE,
+    "adapter_scale": NON_NEGATIVE,
+    "use_temporal_adapter": BOOLEAN,
+    "use_multimodal_adapter": BOOLEAN,
+    "use_joint_adapter": BOOLEAN,
+    "use_text_in_support": BOOLEAN,
+    "multimodal_mode": OneOf(MULTIMODAL_MODES),
+    "multimodal_adapter_skip": BOOLEAN,
+    "temporal_adapter_skip": BOOLEAN,
+    "use_temporal_embedding": BOOLEAN,
+    "prototype_num_layers": POSITIVE_INT,
+    "prototype_num_heads": Number(int, minimum=1, optional=True),
+    "prototype_text_fusion": OneOf(PROTOTYPE_TEXT_FUSIONS),
+    "prototype_zero_init": BOOLEAN,
+    "loss_alpha": PROBABILITY,
+    "text_logit_scale": Number(float, minimum=0, exclusive_minimum=True, optional=True),
+    "otam_lambda": POSITIVE,
+    "otam_bidirectional": BOOLEAN,
+    "otam_logit_scale": POSITIVE,
+    "peft_method": OneOf(PEFT_METHODS),
+    "lora_rank": POSITIVE_INT,
+    "lora_target_modules": ListOf(Text(non_empty=True), min_length=1),
+}
 
 
 class MACLIPConfig(PreTrainedConfig):
@@ -140,6 +179,7 @@ class MACLIPConfig(PreTrainedConfig):
     lora_target_modules: list[str] | None = None
 
     def __post_init__(self, **kwargs):
+        check_extra_keys(type(self), kwargs)
         if self.clip_config is None:
             self.clip_config = ZooCLIPConfig()
         elif isinstance(self.clip_config, dict):
@@ -184,52 +224,27 @@ class MACLIPConfig(PreTrainedConfig):
 
     def validate_fields(self) -> None:
         """Raise a `ValueError` naming the first invalid field."""
-        if isinstance(self.num_frames, bool) or not isinstance(self.num_frames, int) or self.num_frames < MIN_FRAMES:
-            raise ValueError(
-                f"`num_frames` must be an integer >= {MIN_FRAMES} (the temporal adapter attends across frames), "
-                f"got {self.num_frames!r}."
-            )
-        if not self.adapter_ratio > 0:
-            raise ValueError(f"`adapter_ratio` must be > 0, got {self.adapter_ratio}.")
+        check_fields(self, MA_CLIP_FIELDS)
         if self.bottleneck_width < 1:
             raise ValueError(
                 f"`adapter_ratio`={self.adapter_ratio} gives a zero-width bottleneck for vision width "
                 f"{self.vision_width} (int(ratio * width) = 0); use a ratio >= {1 / self.vision_width:.4g}."
             )
-        if not self.adapter_scale >= 0:
-            raise ValueError(f"`adapter_scale` must be >= 0, got {self.adapter_scale}.")
-        if self.multimodal_mode not in MULTIMODAL_MODES:
-            raise ValueError(f"`multimodal_mode` must be one of {MULTIMODAL_MODES}, got {self.multimodal_mode!r}.")
-        if self.prototype_text_fusion not in PROTOTYPE_TEXT_FUSIONS:
-            raise ValueError(
-                f"`prototype_text_fusion` must be one of {PROTOTYPE_TEXT_FUSIONS}, got {self.prototype_text_fusion!r}."
-            )
-        if self.prototype_num_layers < 1:
-            raise ValueError(f"`prototype_num_layers` must be >= 1, got {self.prototype_num_layers}.")
         heads = self.resolved_prototype_num_heads()
-        if heads < 1 or self.projection_dim % heads != 0:
-            raise ValueError(
-                f"`prototype_num_heads` ({heads}) must be >= 1 and divide `projection_dim` ({self.projection_dim})."
-            )
-        if not 0.0 <= self.loss_alpha <= 1.0:
-            raise ValueError(f"`loss_alpha` (α) must be in [0, 1], got {self.loss_alpha}.")
-        if self.text_logit_scale is not None and not self.text_logit_scale > 0:
-            raise ValueError(f"`text_logit_scale` must be > 0 or None, got {self.text_logit_scale}.")
-        if not self.otam_lambda > 0:
-            raise ValueError(f"`otam_lambda` (λ) must be > 0, got {self.otam_lambda}.")
-        if not self.otam_logit_scale > 0:
-            raise ValueError(f"`otam_logit_scale` must be > 0, got {self.otam_logit_scale}.")
-        if self.peft_method not in PEFT_METHODS:
-            raise ValueError(f"`peft_method` must be one of {PEFT_METHODS}, got {self.peft_method!r}.")
+        if self.projection_dim % heads != 0:
+            raise ValueError(f"`prototype_num_heads` ({heads}) must divide `projection_dim` ({self.projection_dim}).")
         if self.peft_method == "lora" and self.any_adapter:
             raise ValueError(
                 "`peft_method='lora'` is the LoRA baseline without MA-CLIP adapters: set use_temporal_adapter, "
                 "use_multimodal_adapter and use_joint_adapter to False."
             )
-        if self.lora_rank < 1:
-            raise ValueError(f"`lora_rank` must be >= 1, got {self.lora_rank}.")
-        if not self.lora_target_modules:
-            raise ValueError("`lora_target_modules` must name at least one module (e.g. ['q_proj', 'v_proj']).")
 
 
-__all__ = ["MACLIPConfig", "MIN_FRAMES", "MULTIMODAL_MODES", "PEFT_METHODS", "PROTOTYPE_TEXT_FUSIONS"]
+__all__ = [
+    "MA_CLIP_FIELDS",
+    "MACLIPConfig",
+    "MIN_FRAMES",
+    "MULTIMODAL_MODES",
+    "PEFT_METHODS",
+    "PROTOTYPE_TEXT_FUSIONS",
+]

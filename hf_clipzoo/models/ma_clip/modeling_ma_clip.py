@@ -391,6 +391,11 @@ class MACLIPModel(RemoteCodeModelMixin, MACLIPPreTrainedModel):
         model.clip.load_state_dict(clip_model.state_dict(), strict=True)
         return model
 
+    def get_input_embeddings(self) -> nn.Module:
+        # The text tower's token embedding: `AutoPeftModel.from_pretrained` compares it with the tokenizer saved next to
+        # an adapter (transformers cannot find it on its own in a model that wraps a CLIP).
+        return self.clip.text_model.embeddings.token_embedding
+
     # --- features ------------------------------------------------------------------------------------------
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Projected, unnormalised class-text features `[N, P]` of the frozen text tower."""

@@ -9,13 +9,20 @@ in the checkpoint). `peft_method="lora"` is the comparison baseline: real LoRA o
 with the TPCM as `modules_to_save`.
 
 The base model is an `MACLIPModel` with freshly initialised (zero) adapters around the CLIP weights, e.g.
-`MACLIPModel.from_clip(ZooCLIPModel.from_pretrained(path), **ma_clip_kwargs)`; the adapter folder then reloads with
+`MACLIPModel.from_clip(ZooCLIPModel.from_pretrained(path), **ma_clip_kwargs)`. PEFT cannot add modules to a plain
+CLIP (its tuners wrap existing layers; `modules_to_save` only copies modules that exist), so the base an adapter
+folder names is such an MA-CLIP folder (`training_scripts/ma_clip.py` writes it as `base/`); it loads the standard way
+and the adapter goes on top:
 
-    base = MACLIPModel.from_clip(clip, **kwargs)
+    base = AutoModel.from_pretrained(base_dir, trust_remote_code=True)
     model = PeftModel.from_pretrained(base, adapter_dir)
 """
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 from .modeling_ma_clip import MACLIPModel
 
@@ -97,11 +104,35 @@ def load_ma_clip_adapter(model: MACLIPModel, adapter_dir, is_trainable: bool = F
     return peft_model
 
 
+def save_ma_clip_adapter(peft_model, save_directory: str | os.PathLike, base_model_name_or_path: str) -> Path:
+    """`peft_model.save_pretrained(save_directory)`, with `adapter_config.json` naming its base and loadable without
+    the package.
+
+    `base_model_name_or_path`: the Hub id (or local folder) of the MA-CLIP base the adapter goes on; PEFT would record
+    the in-memory model's empty `name_or_path` (null). PEFT's `auto_mapping` would name `hf_clipzoo`'s module, which
+    `AutoPeftModel` refuses to import (not in its allowlist) and which a user without the package does not have;
+    transformers' `AutoModel` reaches the same class through the base folder's remote code.
+    """
+    if not isinstance(base_model_name_or_path, str) or not base_model_name_or_path.strip():
+        raise ValueError(
+            f"`base_model_name_or_path` must name the MA-CLIP base folder or Hub id, got {base_model_name_or_path!r}."
+        )
+    save_directory = Path(save_directory)
+    peft_model.save_pretrained(save_directory)
+    path = save_directory / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_model_name_or_path
+    config["auto_mapping"] = {"base_model_class": "AutoModel", "parent_library": "transformers"}
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return save_directory
+
+
 __all__ = [
     "ANCHOR_MODULE",
     "freeze_anchor",
     "get_ma_clip_peft_model",
     "load_ma_clip_adapter",
     "ma_clip_peft_config",
+    "save_ma_clip_adapter",
     "trainable_module_names",
 ]

@@ -14,6 +14,7 @@ from hf_clipzoo.eval.embeddings import encode_images, encode_texts
 from hf_clipzoo.models.ape import (
     APEModel,
     APETModel,
+    TipAdapterConfig,
     TipAdapterModel,
     build_adapter,
     build_cache,
@@ -185,10 +186,55 @@ def tiny_split(counts: dict[int, int], size: int = 36) -> datasets.Dataset:
     return datasets.Dataset.from_dict(rows, features=features)
 
 
-def test_cache_is_the_normalised_mean_over_augmented_epochs():
+def official_cache_keys(encoder, processor, images, epochs, seed, size):
+    """Tip-Adapter's `build_cache_model` written out: the raw features of every augmentation epoch stacked, their
+    mean over the epochs, then each row divided by its norm (same views as `build_cache`: one rng, epoch by epoch)."""
+    rng = np.random.default_rng(seed)
+    per_epoch = []
+    with torch.no_grad():
+        for _ in range(epochs):
+            views = [augment_image(image, rng, size) for image in images]
+            pixel_values = processor(images=views, return_tensors="pt")["pixel_values"]
+            output = encoder.get_image_features(pixel_values=pixel_values)
+            per_epoch.append(output if isinstance(output, torch.Tensor) else output.pooler_output)
+    mean = torch.stack(per_epoch).mean(dim=0)
+    return mean / mean.norm(dim=-1, keepdim=True)
+
+
+def test_cache_keys_follow_the_official_order_by_default():
+    encoder, processor = tiny_encoder(), tiny_processor()
+    # Feature norms that vary from view to view (as a real CLIP's do), so that the two orders differ clearly.
+    plain_features = encoder.get_image_features
+
+    def varying_norm_features(pixel_values, **kwargs):
+        output = plain_features(pixel_values=pixel_values, **kwargs)
+        features = output if isinstance(output, torch.Tensor) else output.pooler_output
+        return features * torch.exp(pixel_values[:, 0, 0, 0])[:, None]  # one pixel of the view sets the norm
+
+    encoder.get_image_features = varying_norm_features
+    split = tiny_split({3: 2, 0: 2, 1: 2, 2: 2}).shuffle(seed=1)
+    keys, _ = build_cache(encoder, processor, split, num_classes=C, augment_epochs=3, seed=7, batch_size=3)
+    ordered = sorted(range(len(split)), key=lambda i: (split[i]["label"], i))
+    images = [split[i]["image"] for i in ordered]
+    expected = official_cache_keys(encoder, processor, images, epochs=3, seed=7, size=30)
+    torch.testing.assert_close(keys, expected, atol=1e-6, rtol=0)
+    # The other order is a different cache when feature norms vary across views.
+    per_view, _ = build_cache(
+        encoder, processor, split, num_classes=C, augment_epochs=3, seed=7, batch_size=3, key_average="normalized"
+    )
+    assert (per_view - keys).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="`key_average` must be one of"):
+        build_cache(encoder, processor, split, num_classes=C, key_average="mean")
+    with pytest.raises(ValueError, match="`cache_key_average` must be one of"):
+        TipAdapterConfig(cache_key_average="mean")
+
+
+def test_cache_normalized_is_the_normalised_mean_of_normalised_views():
     encoder, processor = tiny_encoder(), tiny_processor()
     split = tiny_split({3: 2, 0: 2, 1: 2, 2: 2}).shuffle(seed=1)
-    keys, values = build_cache(encoder, processor, split, num_classes=C, augment_epochs=3, seed=7, batch_size=3)
+    keys, values = build_cache(
+        encoder, processor, split, num_classes=C, augment_epochs=3, seed=7, batch_size=3, key_average="normalized"
+    )
     # Written out: class-major order, the same random stream, views of one epoch drawn before encoding.
     ordered = sorted(range(len(split)), key=lambda i: (split[i]["label"], i))
     images = [split[i]["image"] for i in ordered]

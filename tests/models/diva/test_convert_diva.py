@@ -65,7 +65,7 @@ def test_diva_checkpoint_converts_to_an_identical_clip_vision_model(tmp_path, pr
     if prefix == "class_model.model.":
         assert set(diva_proj) == {"weight", "bias"}
 
-    main([str(tmp_path / "OpenAI-ViT-L-14-224.pth"), "--output_dir", str(tmp_path / "out")])
+    main(["--checkpoint", str(tmp_path / "OpenAI-ViT-L-14-224.pth"), "--output_dir", str(tmp_path / "out")])
     reloaded = CLIPVisionModel.from_pretrained(tmp_path / "out")
     with torch.no_grad():
         torch.testing.assert_close(reloaded(pixel_values).pooler_output, reference(pixel_values).pooler_output)

@@ -25,7 +25,7 @@ from tests.backbones.test_convert import (
     random_openai_state_dict,
     transformer,
 )
-from tests.losses.test_grouping import naive_grouping_loss, naive_per_slot, naive_soft_target
+from tests.losses.test_grouping import naive_circle_loss, naive_grouping_loss, naive_per_slot, naive_soft_target
 from tests.models.clip.test_processing_clip import tiny_tokenizer
 from tests.testing_utils import TINY_TEXT_CONFIG, TINY_VISION_CONFIG, ClipZooModelTesterMixin, tiny_input_ids
 
@@ -54,7 +54,7 @@ class TestDreamLIPModel(ClipZooModelTesterMixin):
         ({"patch_tokens": "raw"}, "patch_tokens"),
         ({"local_logit_scale": "fixed"}, "local_logit_scale"),
         ({"grouping_loss_weight": -1.0}, "grouping_loss_weight"),
-        ({"grouping_loss_weight": 0.0, "contrastive_loss_weight": 0.0}, "both 0"),
+        ({"grouping_loss_weight": 0.0, "contrastive_loss_weight": 0.0}, "are all 0: there is no loss"),
         ({"loss_type": "sigmoid"}, "softmax"),
         ({"patch_tokens": "unprojected", "vision_config": {**TINY_VISION_CONFIG, "hidden_size": 64}}, "must be equal"),
         ({"text_position_interpolation": True, "max_text_length": 10}, "max_text_length"),
@@ -118,6 +118,33 @@ def test_loss_is_the_weighted_sum_of_the_naive_formulas(options, naive_contrasti
     assert out.contrastive_loss.item() == pytest.approx(contrastive, rel=1e-9)
     assert out.grouping_loss.item() == pytest.approx(grouping, rel=1e-9)
     assert out.loss.item() == pytest.approx(0.5 * contrastive + 2.0 * grouping, rel=1e-9)
+
+
+def test_circle_loss_mode_adds_the_released_multi_positive_term():
+    inputs = tiny_inputs(4) | {"pixel_values": torch.randn(4, 3, 30, 30, dtype=torch.float64)}
+    torch.manual_seed(0)
+    default = DreamLIPModel(tiny_config()).double()
+    with torch.no_grad():
+        out = default(**inputs, return_loss=True)
+    assert default.config.circle_loss_weight == 0.0 and out.circle_loss is None  # the default is unchanged
+    torch.manual_seed(0)
+    config = tiny_config(circle_loss_weight=0.1, circle_loss_gamma=16.0, circle_loss_margin=0.3)
+    model = DreamLIPModel(config).double()
+    with torch.no_grad():
+        circle_out = model(**inputs, return_loss=True)
+    texts = circle_out.text_embeds.reshape(4, S, -1)
+    circle = naive_circle_loss(circle_out.image_embeds, texts, 16.0, 0.3)
+    assert circle_out.circle_loss.item() == pytest.approx(circle.item(), rel=1e-9)
+    assert circle_out.loss.item() == pytest.approx(out.loss.item() + 0.1 * circle.item(), rel=1e-9)
+    for bad, message in (
+        ({"circle_loss_weight": -1.0}, "`circle_loss_weight` must be a finite number >= 0"),
+        ({"circle_loss_gamma": 0.0}, "`circle_loss_gamma` must be a finite number > 0"),
+        ({"circle_loss_margin": float("inf")}, "`circle_loss_margin` must be a finite number"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            tiny_config(**bad)
+    # The circle loss alone is a loss.
+    tiny_config(contrastive_loss_weight=0.0, grouping_loss_weight=0.0, circle_loss_weight=0.1)
 
 
 def test_patch_embeds_are_projected_patch_tokens():

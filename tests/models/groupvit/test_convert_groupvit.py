@@ -312,8 +312,8 @@ def test_cli_writes_safetensors_and_reads_safetensors_input(tmp_path):
     source = tmp_path / "official.safetensors"
     save_file({k: v.contiguous() for k, v in to_official(model.state_dict()).items()}, source)
     out = tmp_path / "converted"
-    main(["--checkpoint", str(source), "--output_dir", str(out), "--vision_num_attention_heads", "2",
-          "--text_num_attention_heads", "2"])  # fmt: skip
+    main(["--checkpoint", str(source), "--output_dir", str(out), "--vision_num_heads", "2",
+          "--text_num_heads", "2"])  # fmt: skip
     assert (out / "model.safetensors").is_file()
     assert not any(name.endswith((".bin", ".pth", ".pt")) for name in os.listdir(out))
     assert (out / "tokenizer_config.json").is_file() or (out / "processor_config.json").is_file()
@@ -328,7 +328,7 @@ def test_cli_entry_point_runs_as_module(tmp_path):
     torch.save(official_checkpoint(tiny_model()), source)
     result = subprocess.run(
         [sys.executable, "-m", "hf_clipzoo.models.groupvit.convert_groupvit", "--checkpoint", str(source),
-         "--output_dir", str(tmp_path / "out"), "--vision_num_attention_heads", "2", "--text_num_attention_heads", "2",
+         "--output_dir", str(tmp_path / "out"), "--vision_num_heads", "2", "--text_num_heads", "2",
          "--no_processor"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -340,3 +340,24 @@ def test_cli_entry_point_runs_as_module(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert missing.returncode != 0 and "No checkpoint file" in missing.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, None])
+def test_float64_checkpoint_loads_bit_identical(tmp_path, dtype):
+    """The weights are the checkpoint's values, not the checkpoint rounded through a float32 model."""
+    model = tiny_model().to(torch.float64)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(1e-9 * torch.randn_like(tensor))  # digits that float32 cannot hold
+    path = tmp_path / "group_vit_tiny_fp64.pth"
+    torch.save(official_checkpoint(model), path)
+    official = load_official_state_dict(path)
+    loaded = load_groupvit_checkpoint(path, dtype=dtype, **HEADS)
+    expected = convert_groupvit_state_dict(official, loaded.config, dtype=None)
+    got = loaded.state_dict()
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype, name
+        assert torch.equal(got[name], value), name
+    assert any(not torch.equal(v, v.float().double()) for v in expected.values() if v.is_floating_point())

@@ -139,3 +139,51 @@ def test_pipeline_one_mask_per_label_and_overlay(processor, model, tmp_path):
         segmenter(image, candidate_labels=["circle", "circle"])
     with pytest.raises(ValueError, match="Unknown options"):
         segmenter(image, candidate_labels=["circle"], bogus=1)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"bg_thresh": float("nan")}, r"`bg_thresh` must be a number in \[0, 1\].*got nan"),
+        ({"bg_thresh": float("inf")}, r"`bg_thresh` must be a number in \[0, 1\].*got inf"),
+        ({"bg_thresh": -0.1}, r"`bg_thresh` must be a number in \[0, 1\].*got -0.1"),
+        ({"bg_thresh": 1.5}, r"`bg_thresh` must be a number in \[0, 1\].*got 1.5"),
+        ({"bg_thresh": "0.9"}, r"`bg_thresh` must be a number in \[0, 1\].*got '0.9'"),
+        ({"top_k": 0}, r"`top_k` must be a positive integer.*got 0"),
+    ],
+)
+def test_segmentation_options_are_validated_everywhere(processor, model, options, message):
+    image = Image.new("RGB", (32, 32), "red")
+    with pytest.raises(ValueError, match=message):
+        ZeroShotSegmentationPipeline(model, processor, crop_size=32, stride=16, short_side=32, **options)
+    segmenter = ZeroShotSegmentationPipeline(model, processor, crop_size=32, stride=16, short_side=32)
+    with pytest.raises(ValueError, match=message):
+        segmenter(image, candidate_labels=["circle", "square"], **options)
+    with pytest.raises(ValueError, match=message):
+        processor.segment(model, image, ["circle"], crop_size=32, stride=16, short_side=32, **options)
+    with torch.no_grad():
+        out = model(
+            input_ids=torch.tensor([[49407]]), pixel_values=torch.randn(1, 3, 32, 32), output_segmentation=True
+        )
+    with pytest.raises(ValueError, match=message):
+        processor.post_process_semantic_segmentation(out, processor.encode_labels(model, ["circle"]), **options)
+
+
+def test_segmentation_accepts_numpy_scalars_and_the_range_ends(processor, model):
+    image = Image.new("RGB", (32, 32), "red")
+    for bg_thresh in (0.0, 1.0, np.float32(0.5)):
+        label_map = processor.segment(model, image, ["circle"], crop_size=32, stride=16, short_side=32,
+                                      bg_thresh=bg_thresh, top_k=np.int64(1))  # fmt: skip
+        assert label_map.shape == (32, 32)
+
+
+def test_segmentation_pipeline_takes_float_images_as_scaled_and_refuses_nan(processor, model):
+    segmenter = ZeroShotSegmentationPipeline(model, processor, crop_size=32, stride=16, short_side=32)
+    pixels = np.random.default_rng(2).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    expected = segmenter(Image.fromarray(pixels), candidate_labels=["circle", "square"])
+    scaled = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+    got = segmenter(scaled, candidate_labels=["circle", "square"])
+    for a, b in zip(got, expected):
+        assert a["score"] == b["score"] and np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
+    with pytest.raises(ValueError, match="Image 0 contains NaN or infinite values"):
+        segmenter(np.full((32, 32, 3), np.nan, dtype=np.float32), candidate_labels=["circle"])

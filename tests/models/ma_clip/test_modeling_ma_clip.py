@@ -398,3 +398,19 @@ def test_return_loss_needs_query_labels(small_model):
 def test_from_clip_rejects_other_models():
     with pytest.raises(ValueError, match="ZooCLIPModel"):
         MACLIPModel.from_clip(torch.nn.Linear(2, 2))
+
+
+def test_saved_adapter_names_its_base_and_needs_no_package_to_map(tmp_path):
+    import json
+
+    from hf_clipzoo.models.ma_clip import save_ma_clip_adapter
+
+    peft_model = get_ma_clip_peft_model(MACLIPModel(tiny_config()))
+    for missing in (None, "", "  "):
+        with pytest.raises(ValueError, match="base_model_name_or_path"):
+            save_ma_clip_adapter(peft_model, tmp_path / "rejected", missing)
+    save_ma_clip_adapter(peft_model, tmp_path / "adapter", "org/ma-clip-base")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    # PEFT alone would write null and the auto mapping of hf_clipzoo's module (not importable without the package).
+    assert config["base_model_name_or_path"] == "org/ma-clip-base"
+    assert config["auto_mapping"] == {"base_model_class": "AutoModel", "parent_library": "transformers"}

@@ -1,0 +1,44 @@
+"""Every checkpoint converter takes the same command line: `--checkpoint FILE --output_dir DIR [extras]`."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "hf_clipzoo"
+# Found on disk, so a converter added later is held to the same convention without editing this list.
+CONVERTERS = ["hf_clipzoo.backbones.convert"] + sorted(
+    f"hf_clipzoo.models.{path.parent.name}.{path.stem}" for path in PACKAGE_ROOT.glob("models/*/convert_*.py")
+)
+
+
+def test_every_method_converter_is_found():
+    assert {name.rsplit(".", 1)[1] for name in CONVERTERS} >= {"convert", "convert_diva", "convert_dreamlip",
+                                                                  "convert_groupvit"}  # fmt: skip
+
+
+@pytest.mark.parametrize("module_name", CONVERTERS)
+def test_converter_parser_takes_the_shared_flags(module_name):
+    args = (
+        importlib.import_module(module_name)
+        .build_parser()
+        .parse_args(["--checkpoint", "weights.pth", "--output_dir", "out"])
+    )
+    assert (args.checkpoint, args.output_dir) == ("weights.pth", "out")
+
+
+@pytest.mark.parametrize("module_name", CONVERTERS)
+def test_converter_help_shows_the_shared_flags(module_name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module_name).main(["--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    assert "--checkpoint CHECKPOINT" in usage and "--output_dir OUTPUT_DIR" in usage
+
+
+@pytest.mark.parametrize("module_name", CONVERTERS)
+def test_converter_without_checkpoint_names_the_flag(module_name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module_name).main(["--output_dir", "out"])
+    assert exit_info.value.code == 2
+    assert "--checkpoint" in capsys.readouterr().err
