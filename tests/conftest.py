@@ -31,6 +31,20 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def _without_package_outcomes(request, tmp_path_factory):
+    from tests.testing_utils import run_cases_without_package
+
+    # Every selected case at once, on first use: one fresh interpreter for the session, not one per test.
+    return run_cases_without_package(request.session.items, tmp_path_factory.mktemp("without_package"))
+
+
+@pytest.fixture
+def without_package(request, _without_package_outcomes):
+    """This test's outcome in the session's one fresh interpreter without `hf_clipzoo` (`checked_without_package`)."""
+    return _without_package_outcomes[request.node.nodeid]
+
+
+@pytest.fixture(scope="session")
 def smoke_bench(tmp_path_factory):
     """The output folder of one `hf-clipzoo bench --preset smoke` run, shared by every test that reads a bench run
     (the bench's own checks, its determinism test, the README's snippets): the run takes minutes, so it runs once."""

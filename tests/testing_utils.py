@@ -15,6 +15,7 @@ finite and differentiable, and invalid configs rejected.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -67,7 +68,10 @@ def tiny_input_ids(batch_size: int, seq_len: int = 7, vocab_size: int = 99, eos_
 def run_without_package(
     code: str, cwd: Path, env: dict | None = None, timeout: int = 300
 ) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh interpreter in which `import hf_clipzoo` fails."""
+    """Run `code` in a fresh interpreter in which `import hf_clipzoo` fails.
+
+    Each call pays a full torch + transformers import; a check that needs nothing of the calling test but files is
+    cheaper as a `checked_without_package` case, which shares one interpreter with every other such case."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     full_env.pop("PYTHONPATH", None)
     result = subprocess.run(
@@ -81,6 +85,90 @@ def run_without_package(
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr[-4000:]}")
     return result
+
+
+# --- checks shared by one fresh interpreter ----------------------------------------------------------------------
+def checked_without_package(prepare):
+    """Mark a test whose check runs as code in a fresh interpreter without `hf_clipzoo`, shared with every other such
+    test of the session (one torch + transformers import instead of one per test).
+
+    `prepare(folder)` (`prepare(self, folder)` on a test class) writes what the check needs into `folder` and returns
+    the code, which runs with `folder` as working directory. The test takes the `without_package` fixture, this
+    case's `PackagelessOutcome`, and asserts on it; a failing case names its own test."""
+
+    def mark(test):
+        test.without_package_case = prepare
+        return test
+
+    return mark
+
+
+@dataclasses.dataclass
+class PackagelessOutcome:
+    error: str | None  # the traceback of the case's code, or why the shared interpreter never finished it
+    stdout: str
+
+
+_CASE_RUNNER = """
+import contextlib, io, json, os, sys, traceback
+cases = json.load(open(sys.argv[1]))
+outcomes = {}
+for nodeid, (folder, code) in cases.items():
+    os.chdir(folder)
+    stdout = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout):
+            exec(compile(code, nodeid, "exec"), {"__name__": "__main__"})
+        error = None
+    except Exception:
+        error = traceback.format_exc()
+    outcomes[nodeid] = {"error": error, "stdout": stdout.getvalue()}
+    # Written after every case, so a crash of the interpreter still reports the cases before it.
+    with open(sys.argv[2], "w") as file:
+        json.dump(outcomes, file)
+"""
+
+
+def run_cases_without_package(items, folder: Path) -> dict[str, PackagelessOutcome]:
+    """Prepare every `checked_without_package` case among the collected `items`, run them all in one fresh
+    interpreter where `import hf_clipzoo` fails, and return each test's outcome by node id."""
+    cases = {}
+    for index, item in enumerate(items):
+        prepare = getattr(getattr(item, "obj", None), "without_package_case", None)
+        if prepare is None:
+            continue
+        case_folder = folder / f"case{index}"
+        case_folder.mkdir()
+        code = prepare(item.instance, case_folder) if item.instance is not None else prepare(case_folder)
+        cases[item.nodeid] = (str(case_folder), textwrap.dedent(code))
+    if not cases:
+        return {}
+    (folder / "cases.json").write_text(json.dumps(cases))
+    outcomes_file = folder / "outcomes.json"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(folder / "hf_home"),
+        "HF_MODULES_CACHE": str(folder / "modules"),
+    }
+    env.pop("PYTHONPATH", None)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", BLOCK_PACKAGE + _CASE_RUNNER, str(folder / "cases.json"), str(outcomes_file)],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120 + 30 * len(cases),
+        )
+        crash = f"the shared interpreter exited with {result.returncode}:\n{result.stderr[-4000:]}"
+    except subprocess.TimeoutExpired as error:
+        crash = f"the shared interpreter timed out:\n{error.stderr}"
+    done = json.loads(outcomes_file.read_text()) if outcomes_file.exists() else {}
+    return {
+        nodeid: PackagelessOutcome(**done[nodeid]) if nodeid in done else PackagelessOutcome(crash, "")
+        for nodeid in cases
+    }
 
 
 class ClipZooModelTesterMixin:
@@ -145,39 +233,38 @@ class ClipZooModelTesterMixin:
             self._assert_close(self._outputs(model, inputs), self._outputs(loaded, inputs), atol=0)
         assert type(transformers.AutoConfig.from_pretrained(tmp_path)) is type(model.config)
 
-    def test_remote_code_fresh_interpreter(self, tmp_path):
+    def _remote_code_case(self, folder: Path) -> str:
         model = self._model()
-        save_dir = tmp_path / "model"
-        model.save_pretrained(save_dir)
+        model.save_pretrained(folder / "model")
         inputs = self.prepare_inputs(model.config)
-        torch.save(inputs, tmp_path / "inputs.pt")
-        expected = self._outputs(model, inputs)
-        torch.save(expected, tmp_path / "expected.pt")
-        for auto_name in self.model_class._remote_auto_classes:
-            run_without_package(
-                f"""
-                import torch, transformers, warnings
-                # The config's checks travel with the bundled code, and its own saved keys must not warn there.
-                warnings.filterwarnings("error", message=".*unknown key")
-                inputs = torch.load("inputs.pt", weights_only=True)
-                expected = torch.load("expected.pt", weights_only=True)
-                model = transformers.{auto_name}.from_pretrained("model", trust_remote_code=True).eval()
-                assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        torch.save(inputs, folder / "inputs.pt")
+        torch.save(self._outputs(model, inputs), folder / "expected.pt")
+        return f"""
+            import torch, transformers, warnings
+            # The config's checks travel with the bundled code, and its own saved keys must not warn there.
+            warnings.filterwarnings("error", message=".*unknown key")
+            inputs = torch.load("inputs.pt", weights_only=True)
+            expected = torch.load("expected.pt", weights_only=True)
+            for auto_name in {list(self.model_class._remote_auto_classes)!r}:
+                auto_class = getattr(transformers, auto_name)
+                model = auto_class.from_pretrained("model", trust_remote_code=True).eval()
+                assert type(model).__module__.startswith("transformers_modules"), (auto_name, type(model).__module__)
                 with torch.no_grad():
                     out = model(**inputs)
                 for key, value in expected.items():
-                    torch.testing.assert_close(out[key], value, atol=0, rtol=0)
+                    torch.testing.assert_close(out[key], value, atol=0, rtol=0, msg=lambda m: f"{{auto_name}} {{key}}: {{m}}")
                 # A model loaded as remote code saves a folder that is again loadable as remote code.
-                model.save_pretrained("resaved")
-                again = transformers.{auto_name}.from_pretrained("resaved", trust_remote_code=True).eval()
+                model.save_pretrained(f"resaved-{{auto_name}}")
+                again = auto_class.from_pretrained(f"resaved-{{auto_name}}", trust_remote_code=True).eval()
                 with torch.no_grad():
                     out = again(**inputs)
                 for key, value in expected.items():
-                    torch.testing.assert_close(out[key], value, atol=0, rtol=0)
-                """,
-                cwd=tmp_path,
-                env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
-            )
+                    torch.testing.assert_close(out[key], value, atol=0, rtol=0, msg=lambda m: f"{{auto_name}} resaved {{key}}: {{m}}")
+            """
+
+    @checked_without_package(_remote_code_case)
+    def test_remote_code_fresh_interpreter(self, without_package):
+        assert without_package.error is None, without_package.error
 
     def test_backward_reaches_every_parameter(self):
         model = self._model()

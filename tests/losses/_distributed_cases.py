@@ -1,8 +1,7 @@
 """The cases of the distributed-loss invariant, and the worker that runs them as one rank of a gloo group.
 
-Imported by `test_distributed.py` (for the single-process reference) and run as a script, once per rank:
-
-    python tests/losses/_distributed_cases.py --rank R --world-size 2 --port P --out DIR
+Imported by `test_distributed.py` (for the single-process reference) and, once per rank, by the 2-process launch of
+`distributed_utils.py`.
 
 Each case builds the same global problem on every process (seeded): a tiny "model" (two Linears producing the image
 and text embeddings, a log temperature and a bias), global image/text inputs, per-rank batch sizes (uneven on
@@ -13,8 +12,6 @@ the results as safetensors.
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -177,7 +174,7 @@ def run_case(case: str) -> dict[str, torch.Tensor]:
     return results
 
 
-def check_gathers() -> None:
+def before_cases() -> None:
     """`gather_with_grad` / `gather_no_grad` with uneven sizes: values in rank order, summed gradients."""
     rank, world_size = world_info()
     rows = 3 - rank  # 3 rows on rank 0, 2 on rank 1
@@ -199,11 +196,3 @@ def check_gathers() -> None:
     flags = gather_no_grad(torch.tensor([rank == 0] * rows))
     assert flags.tolist() == [True, True, True, False, False], flags
     assert world_size == 2
-
-
-if __name__ == "__main__":
-    # Run as a script: the folder is on sys.path, the repository root may not be.
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from distributed_utils import worker_main
-
-    worker_main(CASES, run_case, before=check_gathers)

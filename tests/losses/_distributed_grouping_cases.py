@@ -1,8 +1,7 @@
 """DreamLIP's losses under the distributed invariant: cases, and the worker that runs them as one rank of a gloo group.
 
-Imported by `test_distributed_grouping.py` (for the single-process reference) and run as a script, once per rank:
-
-    python tests/losses/_distributed_grouping_cases.py --rank R --world-size 2 --port P --out DIR
+Imported by `test_distributed_grouping.py` (for the single-process reference) and, once per rank, by the 2-process
+launch of `distributed_utils.py`.
 
 Every process builds the same global problem (seeded): 5 images split 3 + 2 over the ranks, each with S = 3 caption
 slots and M = 4 patches, and a tiny "model" (three Linears for image, caption and patch embeddings, a global and a
@@ -11,9 +10,6 @@ as DDP does; rank 0 writes the results as safetensors.
 """
 
 from __future__ import annotations
-
-import os
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -108,11 +104,3 @@ def run_case(case: str) -> dict[str, torch.Tensor]:
             torch.distributed.all_reduce(value)  # DDP: sum, then divide by the world size
             value /= world_size
     return results
-
-
-if __name__ == "__main__":
-    # Run as a script: the folder is on sys.path, the repository root may not be.
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from distributed_utils import worker_main
-
-    worker_main(CASES, run_case)

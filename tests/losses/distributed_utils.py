@@ -1,9 +1,13 @@
-"""Launching a 2-process gloo worker that runs loss cases, for the distributed-invariant tests.
+"""Launching 2 gloo processes that run loss cases, for the distributed-invariant tests.
 
-A worker script (`_distributed_*cases.py`) defines `CASES` and `run_case(name) -> {key: tensor}` and, when run with
-`--rank R --world-size 2 --port P --out DIR`, runs every case under `torch.distributed` and writes
-`DIR/results.safetensors` with keys `"<case>.<key>"`. The test computes `run_case` in its own (non-distributed)
-process on the global batch and compares.
+A cases module (`_distributed_*cases.py`) defines `CASES`, `run_case(name) -> {key: tensor}` and optionally
+`before_cases()` (checks of its own, e.g. of the gathers). This file, run as
+
+    python tests/losses/distributed_utils.py --rank R --world-size 2 --port P --out DIR CASES_MODULE...
+
+runs every case of every module under `torch.distributed` and writes `DIR/results.safetensors` with keys
+`"<module stem>/<case>.<key>"`: one launch for all modules, since each launch pays two torch imports. The test
+computes `run_case` in its own (non-distributed) process on the global batch and compares.
 """
 
 from __future__ import annotations
@@ -37,14 +41,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_two_processes(worker: Path, out: Path, timeout: float = 120) -> dict[str, torch.Tensor]:
-    """Run `worker` on 2 gloo processes; its results, or a test failure with both processes' logs."""
+def run_two_processes(workers: list[Path], out: Path, timeout: float = 120) -> dict[str, dict[str, torch.Tensor]]:
+    """Run the cases of every module in `workers` on 2 gloo processes, in one launch; each module's results by its
+    file stem, or a test failure with both processes' logs."""
     if not torch.distributed.is_available():
         pytest.skip("this torch build has no torch.distributed")
-    command = [sys.executable, str(worker), "--world-size", "2", "--port", str(_free_port()), "--out", str(out)]
+    command = [sys.executable, __file__, "--world-size", "2", "--port", str(_free_port()), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     processes = [
-        subprocess.Popen(command + ["--rank", str(rank)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        subprocess.Popen(
+            command + ["--rank", str(rank), *map(str, workers)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         for rank in range(2)
     ]
     logs = []
@@ -57,7 +67,11 @@ def run_two_processes(worker: Path, out: Path, timeout: float = 120) -> dict[str
             raise
     if any(process.returncode != 0 for process in processes):
         pytest.fail("distributed worker failed:\n" + "\n---\n".join(logs))
-    return load_file(str(out / "results.safetensors"))
+    results = {worker.stem: {} for worker in workers}
+    for key, value in load_file(str(out / "results.safetensors")).items():
+        stem, name = key.split("/", 1)
+        results[stem][name] = value
+    return results
 
 
 def assert_cases_match(distributed: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], case: str) -> None:
@@ -67,9 +81,9 @@ def assert_cases_match(distributed: dict[str, torch.Tensor], reference: dict[str
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5, msg=lambda m, key=key: f"{case} {key}: {m}")
 
 
-def worker_main(cases, run_case, before=None) -> None:
-    """The `__main__` of a worker: parse `--rank --world-size --port --out`, join the gloo group, run every case
-    (after `before()`, e.g. checks of the gathers), and let rank 0 write `results.safetensors`."""
+def _worker_main() -> None:
+    """One rank: join the gloo group, run every module's `before_cases()` and cases, and let rank 0 write
+    `results.safetensors`."""
     import argparse
 
     from safetensors.torch import save_file
@@ -79,17 +93,20 @@ def worker_main(cases, run_case, before=None) -> None:
     parser.add_argument("--world-size", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True, help="folder where rank 0 writes results.safetensors")
+    parser.add_argument("workers", nargs="+", type=Path, help="the cases modules")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    modules = [load_cases_module(worker) for worker in args.workers]
     torch.distributed.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=args.rank, world_size=args.world_size
     )
     try:
-        if before is not None:
-            before()
         results = {}
-        for case in cases:
-            results.update({f"{case}.{key}": value for key, value in run_case(case).items()})
+        for worker, module in zip(args.workers, modules):
+            if hasattr(module, "before_cases"):
+                module.before_cases()
+            for case in module.CASES:
+                results.update({f"{worker.stem}/{case}.{key}": value for key, value in module.run_case(case).items()})
         if args.rank == 0:
             save_file(
                 {key: value.contiguous() for key, value in results.items()},
@@ -97,3 +114,9 @@ def worker_main(cases, run_case, before=None) -> None:
             )
     finally:
         torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    # Run as a script: the repository root may not be on sys.path.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    _worker_main()

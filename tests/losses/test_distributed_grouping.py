@@ -1,8 +1,9 @@
 """DreamLIP's losses keep the invariant of the loss package: 2 gloo processes × uneven local batches (3 + 2 images,
 3 caption slots each), with DDP's gradient averaging, give the loss and gradients of one process on all 5 images.
 
-The worker runs every case of `_distributed_grouping_cases.py` in one launch; this process computes the single-process
-reference with the same code and compares loss and every parameter gradient at atol 1e-5.
+The worker runs every case of `_distributed_grouping_cases.py` in one launch (shared with `test_distributed.py`);
+this process computes the single-process reference with the same code and compares loss and every parameter gradient
+at atol 1e-5.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.losses.distributed_utils import assert_cases_match, load_cases_module, run_two_processes
+from tests.losses.distributed_utils import assert_cases_match, load_cases_module
 
 WORKER = Path(__file__).resolve().parent / "_distributed_grouping_cases.py"
 
 
 @pytest.fixture(scope="module")
-def distributed_results(tmp_path_factory):
-    return run_two_processes(WORKER, tmp_path_factory.mktemp("distributed_grouping"))
+def distributed_results(two_process_results):
+    return two_process_results[WORKER.stem]
 
 
 @pytest.mark.parametrize("case", load_cases_module(WORKER).CASES)

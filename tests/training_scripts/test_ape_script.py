@@ -1,9 +1,6 @@
 """`training_scripts/ape.py` end to end on tiny sizes: build, search on val, train APE-T, save, reload."""
 
 import json
-import os
-import subprocess
-import sys
 
 import datasets
 import pytest
@@ -15,19 +12,23 @@ from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.data.synthetic import WorldConfig
 from hf_clipzoo.data.synthetic.classification import make_classification
 from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
-from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+from tests.training_scripts.script_utils import load_training_script
+from tests.training_scripts.shared_launch import in_shared_launch
 
 NUM_CLASSES = 64
 
 
-@pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory):
+def save_encoder(folder):
     """A tiny random baseline CLIP saved like `training_scripts/clip.py` saves one."""
-    folder = tmp_path_factory.mktemp("encoder")
     torch.manual_seed(0)
     ZooCLIPModel(ZooCLIPConfig.from_preset("world-micro")).save_pretrained(folder)
     build_clip_processor(32, 77).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    return save_encoder(tmp_path_factory.mktemp("encoder"))
 
 
 def tiny_run(encoder_dir, out) -> list[str]:
@@ -111,18 +112,16 @@ def test_bad_arguments_are_rejected(tmp_path, encoder_dir):
                      "--synthetic_train_per_class", "2"])  # fmt: skip
 
 
-def test_two_processes(tmp_path, encoder_dir):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), str(SCRIPTS / "ape.py"),
-        *tiny_run(encoder_dir, tmp_path / "ddp"), "--train", "--num_train_epochs", "2",
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    single = load_training_script("ape").main(tiny_run(encoder_dir, tmp_path / "one"))
-    results = json.loads((tmp_path / "ddp" / "final" / "results.json").read_text())
+def _two_process_run(folder):
+    encoder_dir = save_encoder(folder / "encoder")
+    return "ape", [*tiny_run(encoder_dir, folder / "ddp"), "--train", "--num_train_epochs", "2"]
+
+
+@in_shared_launch(_two_process_run)
+def test_two_processes(shared_launch, tmp_path):
+    assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
+    single = load_training_script("ape").main(tiny_run(shared_launch.folder / "encoder", tmp_path / "one"))
+    results = json.loads((shared_launch.folder / "ddp" / "final" / "results.json").read_text())
     # Feature extraction is sharded and gathered: the training-free numbers equal the one-process run's.
     for key in ("zero_shot/test_accuracy", "tip_adapter/test_accuracy", "ape/test_accuracy", "ape/alpha"):
         assert results[key] == pytest.approx(single[key], abs=1e-6), key

@@ -1,10 +1,7 @@
 """`training_scripts/clip_fsar.py` end to end on tiny sizes: train, select on meta-val, test, save, reload, resume."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +12,8 @@ from transformers import AutoModel, AutoProcessor
 import hf_clipzoo  # noqa: F401  (registers the zoo classes)
 from hf_clipzoo.data.episodes import EpisodeSampler
 from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel
-from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+from tests.training_scripts.script_utils import load_training_script
+from tests.training_scripts.shared_launch import in_shared_launch
 
 
 def tiny_run(out, steps=4) -> list[str]:
@@ -118,18 +116,15 @@ def test_bad_arguments_are_rejected(tmp_path):
         script.main(tiny_run(tmp_path) + ["--train_query", "5"])
 
 
-def test_two_processes(tmp_path):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), str(SCRIPTS / "clip_fsar.py"),
-        *tiny_run(tmp_path / "ddp", steps=2), "--test_shots", "1", "--test_episodes", "9",
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    results = json.loads((tmp_path / "ddp" / "final" / "results.json").read_text())
+def _two_process_run(folder):
+    return "clip_fsar", [*tiny_run(folder / "ddp", steps=2), "--test_shots", "1", "--test_episodes", "9"]
+
+
+@in_shared_launch(_two_process_run)
+def test_two_processes(shared_launch):
+    assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
+    results = json.loads((shared_launch.folder / "ddp" / "final" / "results.json").read_text())
     assert results["step"] == 2 and 0.0 <= results["test/5way_1shot_accuracy"] <= 1.0
     # 9 episodes sharded 5 + 4 over the ranks and summed: every episode counted once (accuracy is a multiple of 1/45).
     assert abs(results["test/5way_1shot_accuracy"] * 45 - round(results["test/5way_1shot_accuracy"] * 45)) < 1e-9
-    assert AutoModel.from_pretrained(tmp_path / "ddp" / "final").config.num_frames == 4
+    assert AutoModel.from_pretrained(shared_launch.folder / "ddp" / "final").config.num_frames == 4

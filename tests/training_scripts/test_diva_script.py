@@ -2,10 +2,7 @@
 model, plain `CLIPVisionModel` export, resume, 2 processes from a transformers `CLIPModel` folder."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -24,8 +21,9 @@ from transformers import (
 from hf_clipzoo import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.models.diva import DivaModel, DivaPipeline
-from tests.testing_utils import REPO_ROOT, run_without_package
-from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+from tests.testing_utils import run_without_package
+from tests.training_scripts.script_utils import load_training_script
+from tests.training_scripts.shared_launch import in_shared_launch
 
 TINY_RUN = [
     "--synthetic_train_size", "32",
@@ -38,14 +36,18 @@ TINY_RUN = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def diffusion_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("diffusion")
-    metrics = load_training_script("diva_pretrain_diffusion").main(
+def pretrain_diffusion(folder) -> dict:
+    return load_training_script("diva_pretrain_diffusion").main(
         ["--output_dir", str(folder), "--resolution", "32", "--preset", "micro", "--train_size", "16",
          "--eval_size", "8", "--batch_size", "8", "--vae_train_steps", "2", "--max_train_steps", "2",
          "--text_hidden_size", "32", "--text_max_length", "16", "--logging_steps", "1"]
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def diffusion_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("diffusion")
+    metrics = pretrain_diffusion(folder)
     assert set(metrics) >= {"diffusion/val_loss", "diffusion/val_loss_shuffled_text", "diffusion/train_loss"}
     for sub in ("vae", "unet", "scheduler", "text_encoder", "tokenizer"):
         assert (folder / sub).is_dir(), sub
@@ -174,25 +176,24 @@ def test_bad_arguments_are_rejected(baseline, diffusion_dir, tmp_path):
         )
 
 
-def test_two_processes_from_a_transformers_clip(diffusion_dir, tmp_path):
+def _two_process_run(folder):
+    pretrain_diffusion(folder / "diffusion")
     torch.manual_seed(0)
     micro = ZooCLIPConfig.from_preset("world-micro")
     config = CLIPConfig(
         text_config=micro.text_config.to_dict(), vision_config=micro.vision_config.to_dict(), projection_dim=32
     )
-    CLIPModel(config).save_pretrained(tmp_path / "openai")
-    build_clip_processor(32, 77).save_pretrained(tmp_path / "openai")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(SCRIPTS / "diva.py"), *run_args(tmp_path / "openai", diffusion_dir, tmp_path / "ddp"),
-        "--max_train_steps", "2", "--per_device_train_batch_size", "4", "--mmvp_image_feature", "cls_plus_tokens",
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "processes = 2" in result.stdout + result.stderr
-    final = tmp_path / "ddp" / "final"
+    CLIPModel(config).save_pretrained(folder / "openai")
+    build_clip_processor(32, 77).save_pretrained(folder / "openai")
+    return "diva", [*run_args(folder / "openai", folder / "diffusion", folder / "ddp"), "--max_train_steps", "2",
+                    "--per_device_train_batch_size", "4", "--mmvp_image_feature", "cls_plus_tokens"]  # fmt: skip
+
+
+@in_shared_launch(_two_process_run)
+def test_two_processes_from_a_transformers_clip(shared_launch):
+    assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
+    assert "processes = 2" in shared_launch.log
+    final = shared_launch.folder / "ddp" / "final"
     assert json.loads((final / "results.json").read_text())["step"] == 2
     tuned = CLIPModel.from_pretrained(final / "clip")  # same class as the input
     assert type(tuned) is CLIPModel

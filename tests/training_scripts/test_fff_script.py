@@ -1,9 +1,6 @@
 """`training_scripts/fff.py` on tiny sizes: from a baseline folder, with mining and pseudo-captions; 2 processes."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +8,8 @@ import torch
 from hf_clipzoo import FFFModel, ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.training import read_jsonl_log
-from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+from tests.training_scripts.script_utils import load_training_script
+from tests.training_scripts.shared_launch import in_shared_launch
 
 TINY_RUN = [
     "--synthetic_train_size", "48",
@@ -25,9 +23,7 @@ TINY_RUN = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("baseline")
+def save_baseline(folder):
     torch.manual_seed(0)
     config = ZooCLIPConfig.from_preset("world-micro")
     ZooCLIPModel(config).save_pretrained(folder)
@@ -35,6 +31,11 @@ def baseline(tmp_path_factory):
         folder
     )
     return folder
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    return save_baseline(tmp_path_factory.mktemp("baseline"))
 
 
 def test_fine_tunes_a_baseline_with_mining_and_pseudo_captions(baseline, tmp_path):
@@ -71,15 +72,14 @@ def test_ablation_flags(baseline, tmp_path):
                                 "--image_image_threshold", "none", "--text_text_threshold", "none"])  # fmt: skip
 
 
-def test_two_processes(baseline, tmp_path):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(SCRIPTS / "fff.py"), *TINY_RUN, "--model_name_or_path", str(baseline), "--max_train_steps", "2",
-        "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "ddp"),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "processes = 2" in result.stdout + result.stderr
-    assert json.loads((tmp_path / "ddp" / "final" / "results.json").read_text())["step"] == 2
+def _two_process_run(folder):
+    baseline = save_baseline(folder / "baseline")
+    return "fff", [*TINY_RUN, "--model_name_or_path", baseline, "--max_train_steps", "2",
+                   "--per_device_train_batch_size", "4", "--output_dir", folder / "ddp"]  # fmt: skip
+
+
+@in_shared_launch(_two_process_run)
+def test_two_processes(shared_launch):
+    assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
+    assert "processes = 2" in shared_launch.log
+    assert json.loads((shared_launch.folder / "ddp" / "final" / "results.json").read_text())["step"] == 2

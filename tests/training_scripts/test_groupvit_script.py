@@ -2,15 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from hf_clipzoo.models.groupvit import ZooGroupViTModel
 from hf_clipzoo.training import read_jsonl_log
-from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+from tests.training_scripts.script_utils import load_training_script
+from tests.training_scripts.shared_launch import in_shared_launch
 
 TINY_RUN = [
     "--model_preset", "world-micro",
@@ -54,18 +53,16 @@ def test_trains_evaluates_and_resumes(tmp_path):
         torch.testing.assert_close(value, reference[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
-def test_two_processes(tmp_path):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(SCRIPTS / "groupvit.py"), *TINY_RUN, "--max_train_steps", "2", "--per_device_train_batch_size", "4",
-        "--output_dir", str(tmp_path / "ddp"),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "processes = 2" in result.stdout + result.stderr
-    assert json.loads((tmp_path / "ddp" / "final" / "results.json").read_text())["step"] == 2
+def _two_process_run(folder):
+    return "groupvit", [*TINY_RUN, "--max_train_steps", "2", "--per_device_train_batch_size", "4",
+                        "--output_dir", folder / "ddp"]  # fmt: skip
+
+
+@in_shared_launch(_two_process_run)
+def test_two_processes(shared_launch):
+    assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
+    assert "processes = 2" in shared_launch.log
+    assert json.loads((shared_launch.folder / "ddp" / "final" / "results.json").read_text())["step"] == 2
     # SyncBN was active (ProcessGroupBatchNorm1d) and the saved folder is a plain GroupViT checkpoint again.
-    model = ZooGroupViTModel.from_pretrained(tmp_path / "ddp" / "final")
+    model = ZooGroupViTModel.from_pretrained(shared_launch.folder / "ddp" / "final")
     assert type(model.visual_projection[1]).__name__ == "BatchNorm1d"

@@ -2,10 +2,7 @@
 PEFT adapter and its base; each loads through its library's entry point, with the package and without it."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,16 +16,20 @@ from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.models.ma_clip.peft_ma_clip import load_ma_clip_adapter
 from tests.testing_utils import run_without_package
-from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+from tests.training_scripts.script_utils import load_training_script
+from tests.training_scripts.shared_launch import in_shared_launch
 
 
-@pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("encoder")
+def save_encoder(folder):
     torch.manual_seed(0)
     ZooCLIPModel(ZooCLIPConfig.from_preset("world-micro", vision_config=dict(image_size=16))).save_pretrained(folder)
     build_clip_processor(16, 77).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    return save_encoder(tmp_path_factory.mktemp("encoder"))
 
 
 def tiny_run(encoder_dir, out) -> list[str]:
@@ -164,15 +165,12 @@ def test_resume_reaches_the_same_result(tmp_path, encoder_dir):
         assert resumed[key] == full[key], key
 
 
-def test_two_processes(tmp_path, encoder_dir):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), str(SCRIPTS / "ma_clip.py"),
-        *tiny_run(encoder_dir, tmp_path / "ddp"),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    results = json.loads((tmp_path / "ddp" / "final" / "results.json").read_text())
+def _two_process_run(folder):
+    return "ma_clip", tiny_run(save_encoder(folder / "encoder"), folder / "ddp")
+
+
+@in_shared_launch(_two_process_run)
+def test_two_processes(shared_launch):
+    assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
+    results = json.loads((shared_launch.folder / "ddp" / "final" / "results.json").read_text())
     assert 0.0 <= results["test/5way_1shot_accuracy"] <= 1.0

@@ -90,12 +90,6 @@ class _AdapterTester(ClipZooModelTesterMixin):
 
 
 class _TrainingFreeTester(_AdapterTester):
-    # The four classes share one modeling file; its remote-code bundle is checked in a fresh interpreter by
-    # TestAPETModel on every run, the others only in the slow suite (each fresh interpreter costs ~6 s).
-    @pytest.mark.slow
-    def test_remote_code_fresh_interpreter(self, tmp_path):
-        super().test_remote_code_fresh_interpreter(tmp_path)
-
     def test_gradient_checkpointing_equivalence(self):
         model = self._model().eval()
         inputs = self.prepare_inputs(model.config)
@@ -121,10 +115,6 @@ class TestTipAdapterModel(_TrainingFreeTester):
 
 class TestTipAdapterFModel(_AdapterTester):
     model_class = TipAdapterFModel
-
-    @pytest.mark.slow
-    def test_remote_code_fresh_interpreter(self, tmp_path):
-        super().test_remote_code_fresh_interpreter(tmp_path)
 
 
 class TestAPEModel(_TrainingFreeTester):

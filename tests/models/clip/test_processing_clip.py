@@ -5,7 +5,7 @@ from PIL import Image
 from transformers import AutoProcessor, CLIPImageProcessorPil, CLIPTokenizer
 
 from hf_clipzoo import ZooCLIPProcessor
-from tests.testing_utils import run_without_package
+from tests.testing_utils import checked_without_package
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -77,18 +77,17 @@ def test_save_load_round_trip(tmp_path):
         torch.testing.assert_close(a[key], b[key])
 
 
-def test_remote_code_processor_in_fresh_interpreter(tmp_path):
-    tiny_processor().save_pretrained(tmp_path / "proc")
+def _remote_code_processor_case(folder):
+    tiny_processor().save_pretrained(folder / "proc")
     image = Image.new("RGB", (64, 48), "blue")
-    image.save(tmp_path / "image.png")
+    image.save(folder / "image.png")
     expected = dict(tiny_processor()(text=["a cat"], images=image))
-    torch.save(expected, tmp_path / "expected.pt")
+    torch.save(expected, folder / "expected.pt")
     # The bundled copy of the shared image policy: a [0, 1] float tensor and a 16-bit PNG give the 8-bit result.
     grey = np.arange(64 * 48, dtype=np.uint32).reshape(48, 64) % 256
-    Image.fromarray((grey * 257).astype(np.uint16)).save(tmp_path / "grey16.png")
-    torch.save(dict(tiny_processor()(images=Image.fromarray(grey.astype(np.uint8)))), tmp_path / "grey.pt")
-    run_without_package(
-        """
+    Image.fromarray((grey * 257).astype(np.uint16)).save(folder / "grey16.png")
+    torch.save(dict(tiny_processor()(images=Image.fromarray(grey.astype(np.uint8)))), folder / "grey.pt")
+    return """
         import numpy as np, torch, transformers
         from PIL import Image
         processor = transformers.AutoProcessor.from_pretrained("proc", trust_remote_code=True)
@@ -113,22 +112,22 @@ def test_remote_code_processor_in_fresh_interpreter(tmp_path):
             assert "empty" in str(error)
         else:
             raise AssertionError("empty caption accepted")
-        """,
-        cwd=tmp_path,
-        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
-    )
+        """
 
 
-def test_remote_code_processor_keeps_the_official_text_cleaning(tmp_path):
-    """A processor with the zoo's CLIP tokenizer: the cleaning (ftfy, HTML entities) survives remote-code loading."""
+@checked_without_package(_remote_code_processor_case)
+def test_remote_code_processor_in_fresh_interpreter(without_package):
+    assert without_package.error is None, without_package.error
+
+
+def _official_text_cleaning_case(folder):
     from hf_clipzoo.backbones.processing import build_clip_processor
 
-    build_clip_processor(image_size=32).save_pretrained(tmp_path / "proc")
+    build_clip_processor(image_size=32).save_pretrained(folder / "proc")
     texts = ["fish &amp; chips", "a cafÃ© with ﬁsh"]
     expected = build_clip_processor(image_size=32)(text=texts)["input_ids"]
-    torch.save(expected, tmp_path / "expected.pt")
-    run_without_package(
-        f"""
+    torch.save(expected, folder / "expected.pt")
+    return f"""
         import torch, transformers
         processor = transformers.AutoProcessor.from_pretrained("proc", trust_remote_code=True)
         tokenizer = processor.tokenizer
@@ -138,7 +137,10 @@ def test_remote_code_processor_keeps_the_official_text_cleaning(tmp_path):
         out = processor(text={texts!r})["input_ids"]
         torch.testing.assert_close(out, torch.load("expected.pt", weights_only=True))
         assert out[0].tolist()[:5] == processor(text=["fish & chips"])["input_ids"][0].tolist()[:5]
-        """,
-        cwd=tmp_path,
-        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
-    )
+        """
+
+
+@checked_without_package(_official_text_cleaning_case)
+def test_remote_code_processor_keeps_the_official_text_cleaning(without_package):
+    """A processor with the zoo's CLIP tokenizer: the cleaning (ftfy, HTML entities) survives remote-code loading."""
+    assert without_package.error is None, without_package.error

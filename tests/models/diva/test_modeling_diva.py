@@ -79,16 +79,11 @@ class TestDivaModel(ClipZooModelTesterMixin):
 
 
 class TestDivaAllTokensMeanBroadcast(TestDivaModel):
-    # The variants change the condition only; the remote-code path (10 s in a fresh interpreter) is covered above.
-    test_remote_code_fresh_interpreter = None
-
     def get_config(self):
         return tiny_config(token_selection="all", text_combination="mean_broadcast")
 
 
 class TestDivaAvgPoolNoClipProjection(TestDivaModel):
-    test_remote_code_fresh_interpreter = None
-
     def get_config(self):
         return tiny_config(
             token_selection="avg_pool",

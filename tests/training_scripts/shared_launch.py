@@ -1,0 +1,129 @@
+"""Several training scripts' 2-process runs in ONE `accelerate launch` (each launch pays a launcher and two
+torch + transformers + hf_clipzoo imports; the runs themselves are a few tiny steps).
+
+A test declares its run with `@in_shared_launch(prepare)`: `prepare(folder)` writes what the run needs into `folder`
+and returns `(script name, argv)`. The first such test to run launches every selected test's run, one after another
+in the same 2 processes and process group, and each test reads its own `LaunchOutcome`: the rank-0 log of its run
+(stdout, stderr and logging), whether it raised, and its folder. A run that raises ends the launch (the other rank
+could otherwise wait forever in a collective), so the runs after it report that they never ran.
+
+Run as a script, this file is the launched program: `shared_launch.py RUNS_JSON`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def in_shared_launch(prepare):
+    """Mark a test whose 2-process run joins the session's shared launch (the `shared_launch` fixture)."""
+
+    def mark(test):
+        test.shared_launch_run = prepare
+        return test
+
+    return mark
+
+
+@dataclasses.dataclass
+class LaunchOutcome:
+    folder: Path
+    error: str | None  # the run's traceback (per rank that raised), or why the launch never finished it
+    log: str  # rank 0's stdout, stderr and logging during the run
+
+
+def launch_runs(items, folder: Path, port: int) -> dict[str, LaunchOutcome]:
+    """Prepare the `in_shared_launch` run of every collected item, launch them all on 2 CPU processes, and return
+    each test's outcome by node id."""
+    runs = []
+    for index, item in enumerate(items):
+        prepare = getattr(getattr(item, "obj", None), "shared_launch_run", None)
+        if prepare is None:
+            continue
+        run_folder = folder / f"run{index}"
+        run_folder.mkdir()
+        script, argv = prepare(run_folder)
+        runs.append(
+            {"nodeid": item.nodeid, "folder": str(run_folder), "script": script, "argv": [str(a) for a in argv]}
+        )
+    if not runs:
+        return {}
+    runs_file = folder / "runs.json"
+    runs_file.write_text(json.dumps(runs))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port), __file__, str(runs_file),
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300 + 120 * len(runs))
+        crash = f"the shared launch exited with {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    except subprocess.TimeoutExpired as error:
+        crash = f"the shared launch timed out:\n{error.stderr}"
+    outcomes, ended_at = {}, None
+    for run in runs:
+        run_folder = Path(run["folder"])
+        log = (run_folder / "launch.log").read_text() if (run_folder / "launch.log").exists() else ""
+        error = None
+        if not (run_folder / "launch.done").exists():
+            raised = [path.read_text() for path in sorted(run_folder.glob("launch.error.rank*.txt"))]
+            if raised:
+                ended_at = ended_at or run["nodeid"]
+            else:
+                raised = [f"this run never finished; the launch ended at {ended_at or 'this run'}"]
+            error = "\n".join(raised) + f"\n{crash}"
+        outcomes[run["nodeid"]] = LaunchOutcome(run_folder, error, log)
+    return outcomes
+
+
+def _run_all(runs_file: Path) -> None:
+    import contextlib
+    import logging
+    import traceback
+
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.training_scripts.script_utils import load_training_script
+
+    # One torch process group for every run (the first script sets it up): each script's `end_training()` would
+    # otherwise destroy it. Accelerate's state is reset between runs, since what it becomes (its device, e.g.)
+    # depends on how the script first asks for it.
+    PartialState.destroy_process_group = lambda self, group=None: None
+    rank = int(os.environ["RANK"])
+    root = logging.getLogger()
+    for run in json.loads(runs_file.read_text()):
+        folder = Path(run["folder"])
+        # What a fresh process would start from: no accelerate state yet, the scripts' logging level not lowered.
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        root.setLevel(logging.INFO)
+        log_name = "launch.log" if rank == 0 else f"launch.rank{rank}.log"
+        error = None
+        with open(folder / log_name, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            handler = logging.StreamHandler(log)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            root.addHandler(handler)
+            try:
+                load_training_script(run["script"]).main(run["argv"])
+            except BaseException:
+                error = traceback.format_exc()
+                print(error)
+            finally:
+                root.removeHandler(handler)
+        if error is not None:
+            (folder / f"launch.error.rank{rank}.txt").write_text(error)
+            # The other rank may be inside a collective: end the launch, the launcher stops both processes.
+            os._exit(1)
+        PartialState().wait_for_everyone()
+        if rank == 0:
+            (folder / "launch.done").touch()
+
+
+if __name__ == "__main__":
+    _run_all(Path(sys.argv[1]))
