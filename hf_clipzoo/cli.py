@@ -1,7 +1,7 @@
 """The `hf-clipzoo` command.
 
 hf-clipzoo bench [--preset smoke|quick|full] [--output_dir bench_out] [--seed 0] [--methods ape fff ...] [--from_scratch]
-hf-clipzoo foundations [--only clip groupvit diffusion] [--output_dir foundations] [--seed 0]
+hf-clipzoo foundations [--only clip groupvit diffusion] [--output_dir foundations] [--seed 0] [--refresh]
 hf-clipzoo report bench_out/results.json [--readme README.md --plots_prefix docs/bench/]
 hf-clipzoo eval --model PATH --dataset PATH --task zero-shot|retrieval|mmvp [...]
 hf-clipzoo caption --model BLIP_FOLDER --dataset PATH --output_dir OUT [--num_captions 5]
@@ -38,9 +38,17 @@ def _bench(args) -> int:
 
 
 def _foundations(args) -> int:
-    from .foundations import FOUNDATIONS_DIR, build_foundations
+    from .foundations import FOUNDATIONS_DIR, build_foundations, refresh_foundations
 
     output_dir = args.output_dir or FOUNDATIONS_DIR
+    if args.refresh:
+        for name, record in refresh_foundations(output_dir, names=args.only).items():
+            changed = record["changed"] + record["added"] + record["removed"]
+            print(
+                f"{name}: {len(changed)} files re-written, weights unchanged: {', '.join(record['weights_unchanged'])}"
+            )
+        print(f"Refreshed {output_dir} and its manifest.json (validation re-measured, unchanged).")
+        return 0
     manifest = build_foundations(output_dir, args.work_dir, names=args.only, seed=args.seed)
     for name, entry in manifest["foundations"].items():
         print(f"{name}: {json.dumps(entry['validation'])}")
@@ -123,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     foundations.add_argument("--work_dir", default="foundations_work", help="Checkpoints and logs of the runs.")
     foundations.add_argument("--seed", type=int, default=0, help="Seed of the world and of every run.")
     foundations.add_argument("--only", nargs="+", default=None, help="Only these foundations (clip, groupvit, ...).")
+    foundations.add_argument(
+        "--refresh",
+        action="store_true",
+        help="Do not train: re-write the shipped folders' config, code, processor and card with the current code, "
+        "keeping the weights files byte for byte (validation re-measured, manifest updated).",
+    )
     foundations.set_defaults(func=_foundations)
 
     report = sub.add_parser("report", help="Print (or write into the README) the claims of a bench run.")

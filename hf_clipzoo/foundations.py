@@ -15,6 +15,11 @@ A foundation is trained twice over its first `EARLY_STEP` steps: once stopped th
 checkpoint the test reproduces) and once to the end (the shipped model) — cheaper than keeping every checkpoint.
 Weights are stored in fp16 where that costs nothing: the fp16 copy is re-evaluated and kept only when its validation
 numbers match the fp32 model's to within `FP16_TOLERANCE`, else the fp32 weights are shipped.
+
+`hf-clipzoo foundations --refresh` (`refresh_foundation`) brings shipped folders up to the current code without
+retraining: everything but the weights (config, bundled remote code, processor and tokenizer, card, diffusers'
+`model_index.json`) is re-written by the same functions a new run saves with, the weights files are copied byte for
+byte, the validation numbers are re-measured and must not move, and the manifest records the refresh.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ FOUNDATIONS_DIR = REPO_ROOT / "foundations"
 MANIFEST_FILE = "manifest.json"
 EARLY_STEP = 20
 FP16_TOLERANCE = 0.005
+# Same weights and same inputs give the same numbers; the margin only absorbs summation order (thread count).
+REFRESH_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -290,6 +297,212 @@ def verify_foundations(folder: str | Path = FOUNDATIONS_DIR) -> dict[str, list[s
     return problems
 
 
+# --- refresh: current code around the shipped weights ---------------------------------------------------------------
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+def _script_args(spec: FoundationSpec, seed: int):
+    """The training script's arguments of the run that made `spec` (for the model card's training table)."""
+    from .bench import load_script
+
+    argv = [*spec.argv, "--seed", str(seed), "--output_dir", f"foundations_work/{spec.name}/full"]
+    return load_script(spec.script).parse_args(argv)
+
+
+def world_texts(seed: int = 0, image_size: int = 64, train_size: int = 16384, eval_size: int = 512) -> list[str]:
+    """Every text the foundations met: the scene captions (short, long, pseudo, nouns) of the train split and the
+    val / test splits, and the zero-shot prompts of the world's classes."""
+    from .data.synthetic import CLASSIFICATION_TEMPLATES, WorldConfig, class_names
+    from .data.synthetic.scenes import generate_scene_texts
+    from .eval.zero_shot import DEFAULT_TEMPLATES
+
+    config = WorldConfig(seed=seed, image_size=image_size)
+    texts = set()
+    for split, size in (("train", train_size), ("val", eval_size), ("test", eval_size)):
+        for index in range(size):
+            row = generate_scene_texts(index, split=split, config=config)
+            texts.update([row["caption"], row["long_caption"], *row["pseudo_captions"], *row["nouns"]])
+    texts.update(t.format(c) for c in class_names() for t in (*DEFAULT_TEMPLATES, *CLASSIFICATION_TEMPLATES))
+    return sorted(texts)
+
+
+def changed_token_ids(old_tokenizer, new_tokenizer, texts: list[str], batch_size: int = 4096) -> list[str]:
+    """The texts `new_tokenizer` gives other ids than `old_tokenizer` (truncated to the old maximum length)."""
+    changed = []
+    length = old_tokenizer.model_max_length
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        old = old_tokenizer(batch, truncation=True, max_length=length).input_ids
+        new = new_tokenizer(batch, truncation=True, max_length=length).input_ids
+        changed += [text for text, a, b in zip(batch, old, new) if a != b]
+    return changed
+
+
+def _rewrite_image_text(spec: FoundationSpec, source: Path, target: Path, seed: int) -> tuple:
+    """Re-save a CLIP / GroupViT folder with the current code; `(old tokenizer, new tokenizer, image size)`."""
+    import torch
+    from transformers import CLIPTokenizer
+
+    from .backbones.processing import build_clip_processor
+    from .models.clip import ZooCLIPModel
+    from .models.groupvit import ZooGroupViTModel
+    from .models.groupvit.processing_groupvit import build_groupvit_processor
+    from .training.hub import write_model_folder
+
+    model_class, build_processor = {
+        "clip": (ZooCLIPModel, build_clip_processor),
+        "groupvit": (ZooGroupViTModel, build_groupvit_processor),
+    }[spec.name]
+    model = model_class.from_pretrained(source, dtype=torch.float32)
+    config = model.config
+    # The processor a new run builds (official text cleaning); its image settings must be the shipped ones.
+    processor = build_processor(config.vision_config.image_size, config.text_config.max_position_embeddings)
+    shipped = json.loads((source / "processor_config.json").read_text())["image_processor"]
+    current = json.loads(processor.image_processor.to_json_string())
+    keys = ("size", "crop_size", "image_mean", "image_std", "resample", "rescale_factor", "do_center_crop")
+    differ = {k: (shipped.get(k), current.get(k)) for k in keys if shipped.get(k) != current.get(k)}
+    if differ:
+        raise ValueError(f"{source}: the current processor would change the image settings {differ}; not a refresh.")
+    results = json.loads((source / "results.json").read_text())
+    metrics = {k: v for k, v in results.items() if k != "step"}
+    write_model_folder(
+        target, model, processor, _script_args(spec, seed), method=spec.name, metrics=metrics, results=results
+    )
+    return CLIPTokenizer.from_pretrained(source), processor.tokenizer, config.vision_config.image_size
+
+
+def _rewrite_diffusion(spec: FoundationSpec, source: Path, target: Path, seed: int) -> tuple:
+    """Re-save the diffusion folder as `diva_pretrain_diffusion.py` now saves it; `(old tokenizer, new tokenizer,
+    image size)`."""
+    import torch
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from .backbones.tokenizer import load_clip_tokenizer
+    from .models.diva.diffusion import load_diffusion_folder, save_world_diffusion_folder
+
+    vae, unet, scheduler, extras = load_diffusion_folder(source, torch_dtype=torch.float32)
+    text_encoder = CLIPTextModel.from_pretrained(source / "text_encoder", dtype=torch.float32)
+    # The script's tokenizer: transformers' CLIPTokenizer (a plain StableDiffusionPipeline loads no remote code).
+    tokenizer = load_clip_tokenizer(extras["text_max_length"], text_cleaning="none")
+    args = _script_args(spec, seed)
+    metrics = {k: v for k, v in extras.items() if "/" in k}
+    save_world_diffusion_folder(
+        target, vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        image_size=extras["image_size"], preset=extras["preset"], metrics=metrics, training_args=vars(args),
+    )  # fmt: skip
+    return CLIPTokenizer.from_pretrained(source / "tokenizer"), tokenizer, extras["image_size"]
+
+
+def _check_same_tensors(original: Path, resaved: Path) -> None:
+    """The current code saves the tensors the shipped file holds (names and shapes), so the copied bytes fit it."""
+    from safetensors import safe_open
+
+    def layout(path):
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+    old, new = layout(original), layout(resaved)
+    if old != new:
+        missing, extra = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+        reshaped = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+        raise ValueError(
+            f"{original}: the current code saves other tensors (missing {missing[:5]}, extra {extra[:5]}, "
+            f"other shapes {reshaped[:5]}); the weights cannot be kept as they are, retrain instead."
+        )
+
+
+def refresh_foundation(name: str, folder: str | Path = FOUNDATIONS_DIR, commit: str | None = None) -> dict:
+    """Re-write shipped foundation `folder/name` with the current code, keeping its weights files byte-identical.
+
+    The folder must match the manifest first. Everything else is written as a new run writes it (into a staging
+    folder), the validation numbers are re-measured there and must equal the manifest's (to `REFRESH_TOLERANCE`),
+    then the staging folder replaces the shipped one and the manifest's entry gets the new file hashes and a
+    `refreshes` record (commit, changed / added / removed files, re-measured validation, tokenizer check). The
+    command, seed, validation numbers and early-checkpoint hash stay as the training run wrote them.
+    """
+    folder = Path(folder)
+    if name not in FOUNDATIONS:
+        raise ValueError(f"Unknown foundation {name!r}; expected one of {sorted(FOUNDATIONS)}.")
+    spec = FOUNDATIONS[name]
+    manifest = load_manifest(folder)
+    if name not in manifest["foundations"]:
+        raise ValueError(f"{folder / MANIFEST_FILE} has no entry {name!r}: build it with `hf-clipzoo foundations`.")
+    entry = manifest["foundations"][name]
+    source = folder / name
+    problems = verify_foundations(folder).get(name)
+    if problems:
+        raise ValueError(f"{source} does not match {folder / MANIFEST_FILE} ({problems[:5]}); refresh only a folder "
+                         "that is what the manifest says (git checkout it, or rebuild).")  # fmt: skip
+    seed = entry["seed"]
+    staging_root = folder / f".refresh-{name}"
+    shutil.rmtree(staging_root, ignore_errors=True)
+    # The folder name a run saves under (the model card's model id): `final` for the scripts, the run dir otherwise.
+    staging = staging_root / (spec.model_subdir or "full")
+    try:
+        rewrite = _rewrite_diffusion if name == "diffusion" else _rewrite_image_text
+        old_tokenizer, new_tokenizer, image_size = rewrite(spec, source, staging, seed)
+
+        weights = sorted(f for f in entry["files"] if f.endswith(WEIGHTS_SUFFIX))
+        resaved = sorted(str(p.relative_to(staging)) for p in staging.rglob(f"*{WEIGHTS_SUFFIX}"))
+        if resaved != weights:
+            raise ValueError(f"{source}: the current code saves weights files {resaved}, the folder has {weights}.")
+        for relative in weights:
+            _check_same_tensors(source / relative, staging / relative)
+            shutil.copyfile(source / relative, staging / relative)  # the shipped bytes, not a re-serialisation
+            if file_sha256(staging / relative) != entry["files"][relative]:
+                raise RuntimeError(f"{staging / relative} differs from the shipped weights after copying.")
+
+        texts = world_texts(seed, image_size)
+        changed_ids = changed_token_ids(old_tokenizer, new_tokenizer, texts)
+        validation = validate_foundation(spec, staging, seed)
+        moved = {k: (v, validation.get(k)) for k, v in entry["validation"].items()
+                 if validation.get(k) is None or abs(validation[k] - v) > REFRESH_TOLERANCE}  # fmt: skip
+        if moved:
+            raise ValueError(f"{source}: refreshed with the current code, its validation numbers move {moved} "
+                             "(manifest, re-measured); not a refresh.")  # fmt: skip
+
+        old_files, new_files = entry["files"], folder_sha256(staging)
+        retired = folder / f".refresh-{name}-old"
+        shutil.rmtree(retired, ignore_errors=True)
+        source.rename(retired)
+        staging.rename(source)
+        shutil.rmtree(retired)
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+
+    record = {
+        "commit": commit or git_commit(),
+        "changed": sorted(f for f in new_files if f in old_files and new_files[f] != old_files[f]),
+        "added": sorted(set(new_files) - set(old_files)),
+        "removed": sorted(set(old_files) - set(new_files)),
+        "weights_unchanged": weights,
+        "validation": validation,
+        "tokenizer": {
+            "class": type(new_tokenizer).__name__,
+            "text_cleaning": getattr(new_tokenizer, "text_cleaning", "none"),
+            "trained_with": type(old_tokenizer).__name__,
+            "world_texts_checked": len(texts),
+            "world_texts_with_other_ids": changed_ids,
+        },
+    }
+    manifest = load_manifest(folder)  # re-read: refreshes of several foundations each update their own entry
+    manifest["foundations"][name]["files"] = new_files
+    manifest["foundations"][name].setdefault("refreshes", []).append(scrub_secrets(record))
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    logger.info(
+        "refreshed foundation %s: %s", name, json.dumps({k: record[k] for k in ("changed", "added", "removed")})
+    )
+    return record
+
+
+def refresh_foundations(folder: str | Path = FOUNDATIONS_DIR, names: list[str] | None = None) -> dict[str, dict]:
+    """`refresh_foundation` for `names` (default: every foundation in the manifest), all recorded at one commit."""
+    folder = Path(folder)
+    names = list(names or load_manifest(folder)["foundations"])
+    commit = git_commit()  # before the first folder changes, so the record names the code, not `-dirty` from it
+    return {name: refresh_foundation(name, folder, commit=commit) for name in names}
+
+
 __all__ = [
     "EARLY_STEP",
     "FOUNDATIONS",
@@ -299,5 +512,7 @@ __all__ = [
     "early_checkpoint_sha256",
     "folder_sha256",
     "load_manifest",
+    "refresh_foundation",
+    "refresh_foundations",
     "verify_foundations",
 ]

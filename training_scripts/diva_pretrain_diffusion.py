@@ -38,12 +38,12 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from hf_clipzoo.backbones.tokenizer import load_clip_tokenizer
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
-from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel
 from hf_clipzoo.models.diva.diffusion import (
     DIFFUSION_PRESETS,
     CaptionedImageCollator,
     build_diffusion,
+    save_world_diffusion_folder,
     validation_losses,
 )
 from hf_clipzoo.training import build_optimizer, build_scheduler, check_finite
@@ -241,24 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {"diffusion/train_loss": last_loss, "diffusion/vae_reconstruction_mse": vae_mse}
     metrics.update(validation_losses(vae, unet, text_encoder, scheduler, eval_loader, device, args.seed))
     if accelerator.is_main_process:
-        from diffusers import StableDiffusionPipeline
-
-        output_dir.mkdir(parents=True, exist_ok=True)
-        pipeline = StableDiffusionPipeline(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        save_world_diffusion_folder(
+            output_dir, vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+            image_size=args.resolution, preset=args.preset, metrics=metrics, training_args=vars(args),
         )  # fmt: skip
-        pipeline.save_pretrained(output_dir)
-        extras = {"image_size": args.resolution, "preset": args.preset, "text_max_length": max_length, **metrics}
-        (output_dir / "diva_diffusion.json").write_text(json.dumps(extras, indent=2) + "\n")
-        card = render_model_card(
-            "diva", model_id=output_dir.name, datasets=["hf-clipzoo/embedded-world"], training_args=vars(args),
-            pipeline_tag="text-to-image",
-            # Training and validation losses describe the run, not an evaluation: the card's table, no model-index.
-            extra={"folder_kind": "diffusion", "image_size": args.resolution, "validation": metrics},
-        )  # fmt: skip
-        card.data.library_name = "diffusers"
-        save_model_card(output_dir, card)
     accelerator.wait_for_everyone()
     logger.info("Done: %s", json.dumps(metrics))
     if not all(math.isfinite(v) for v in metrics.values()):

@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 from hf_clipzoo.data.collate import UnreadableSample, clean_caption, decode_image
 from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.eval.segmentation import evaluate_world_segmentation
-from hf_clipzoo.hub.model_card import render_model_card, save_model_card
 from hf_clipzoo.losses.contrastive import clamp_logit_scale_
 from hf_clipzoo.models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, ZooGroupViTProcessor
 from hf_clipzoo.models.groupvit.processing_groupvit import build_groupvit_processor, build_prompts
@@ -48,9 +47,9 @@ from hf_clipzoo.training import (
     build_scheduler,
     check_finite,
     load_checkpoint,
-    push_folder_to_hub,
     resolve_checkpoint,
     save_checkpoint,
+    save_final_model,
 )
 from hf_clipzoo.training.arguments import (
     add_optimization_arguments,
@@ -385,29 +384,10 @@ def main(argv: list[str] | None = None) -> dict:
     metrics["train/loss"] = last_loss
     metrics["train/skipped_samples"] = skipped
     accelerator.log(metrics, step=global_step)
-    accelerator.wait_for_everyone()
-    final_dir = output_dir / "final"
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(final_dir)
-        processor.save_pretrained(final_dir)
-        (final_dir / "results.json").write_text(json.dumps({"step": global_step, **metrics}, indent=2) + "\n")
-        card = render_model_card(
-            "groupvit",
-            model_id=args.hub_model_id or final_dir.name,
-            datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
-            metrics=metrics,
-            training_args=loggable_config(args),
-            pipeline_tag="zero-shot-image-classification",
-            base_model=args.model_name_or_path
-            if args.model_name_or_path
-            and "/" in args.model_name_or_path
-            and not Path(args.model_name_or_path).exists()
-            else None,
-        )
-        save_model_card(final_dir, card)
-        if args.push_to_hub:
-            push_folder_to_hub(final_dir, args.hub_model_id, token=args.hub_token)
+    save_final_model(
+        accelerator, model, processor, args, method="groupvit", metrics=metrics,
+        results={"step": global_step, **metrics},
+    )  # fmt: skip
     accelerator.end_training()
     logger.info("Done: %s", json.dumps(metrics))
     return metrics

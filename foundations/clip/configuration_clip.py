@@ -1,9 +1,58 @@
 """Configuration of the baseline dual encoder (CLIP / SigLIP) every method of the zoo is compared with."""
 
 from huggingface_hub.errors import StrictDataclassError
-from transformers import CLIPConfig
+from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+
+from .clipzoo_validation import ACTIVATION, BOOLEAN, DROPOUT, FINITE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, TOKEN_ID, Number, OneOf, check_extra_keys, check_fields, check_sub_config_dicts
 
 LOSS_TYPES = ("softmax", "sigmoid")
+
+# What each field of transformers' CLIP towers must be for the towers to be built and to compute finite numbers.
+CLIP_TEXT_FIELDS = {
+    "vocab_size": POSITIVE_INT,
+    "hidden_size": POSITIVE_INT,
+    "intermediate_size": POSITIVE_INT,
+    "projection_dim": Number(int, minimum=1, optional=True),
+    "num_hidden_layers": POSITIVE_INT,
+    "num_attention_heads": POSITIVE_INT,
+    "max_position_embeddings": POSITIVE_INT,
+    "hidden_act": ACTIVATION,
+    "layer_norm_eps": POSITIVE,
+    "attention_dropout": DROPOUT,
+    "initializer_range": NON_NEGATIVE,
+    "initializer_factor": NON_NEGATIVE,
+    "pad_token_id": TOKEN_ID,
+    "bos_token_id": TOKEN_ID,
+    "eos_token_id": TOKEN_ID,
+}
+CLIP_VISION_FIELDS = {
+    "hidden_size": POSITIVE_INT,
+    "intermediate_size": POSITIVE_INT,
+    "projection_dim": POSITIVE_INT,
+    "num_hidden_layers": POSITIVE_INT,
+    "num_attention_heads": POSITIVE_INT,
+    "num_channels": POSITIVE_INT,
+    "image_size": POSITIVE_INT,
+    "patch_size": POSITIVE_INT,
+    "hidden_act": ACTIVATION,
+    "layer_norm_eps": POSITIVE,
+    "attention_dropout": DROPOUT,
+    "initializer_range": NON_NEGATIVE,
+    "initializer_factor": NON_NEGATIVE,
+}
+ZOO_CLIP_FIELDS = {
+    "projection_dim": POSITIVE_INT,
+    "logit_scale_init_value": FINITE,
+    "initializer_factor": NON_NEGATIVE,
+    "loss_type": OneOf(LOSS_TYPES),
+    "logit_bias_init_value": FINITE,
+    "local_loss": BOOLEAN,
+    "sigmoid_chunk_size": Number(int, minimum=1, optional=True),
+}
+CLIP_SUB_CONFIGS = {
+    "text_config": (CLIPTextConfig, CLIP_TEXT_FIELDS),
+    "vision_config": (CLIPVisionConfig, CLIP_VISION_FIELDS),
+}
 
 # Named tower shapes. "world-*" are sized for the embedded synthetic world on a CPU (64 px images, short captions);
 # the "vit-*" ones are OpenAI CLIP's (`openai/clip-vit-base-patch16` etc.), so converted weights fit them.
@@ -117,31 +166,15 @@ class ZooCLIPConfig(CLIPConfig):
 
     def __post_init__(self, **kwargs):
         # Checked before the parent's strict validation so that users get a plain ValueError that names the field.
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"`loss_type` must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
-        if self.sigmoid_chunk_size is not None and self.sigmoid_chunk_size <= 0:
-            raise ValueError(
-                f"`sigmoid_chunk_size` must be a positive integer or None, got {self.sigmoid_chunk_size}."
-            )
-        if self.projection_dim is not None and self.projection_dim <= 0:
-            raise ValueError(f"`projection_dim` must be positive, got {self.projection_dim}.")
+        check_extra_keys(type(self), kwargs, known=("text_config_dict", "vision_config_dict"))
+        check_sub_config_dicts(self, CLIP_SUB_CONFIGS)
+        check_fields(self, ZOO_CLIP_FIELDS)
         try:
             super().__post_init__(**kwargs)
         except StrictDataclassError as error:
             # The sub-configs' own checks (e.g. heads dividing the width) surface as plain ValueErrors too.
             raise ValueError(str(error)) from error
-        for name in ("text_config", "vision_config"):
-            sub = getattr(self, name)
-            for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-                if getattr(sub, field) <= 0:
-                    raise ValueError(f"`{name}.{field}` must be positive, got {getattr(sub, field)}.")
-        vision = self.vision_config
-        image_size, patch_size = vision.image_size, vision.patch_size
-        if isinstance(image_size, int) and isinstance(patch_size, int) and image_size % patch_size != 0:
-            raise ValueError(
-                f"`vision_config.image_size` ({image_size}) must be a multiple of `vision_config.patch_size` "
-                f"({patch_size})."
-            )
+        check_clip_towers(self.text_config, self.vision_config)
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "ZooCLIPConfig":
@@ -154,4 +187,31 @@ class ZooCLIPConfig(CLIPConfig):
         return cls(**{**preset, **kwargs})
 
 
-__all__ = ["CLIP_PRESETS", "LOSS_TYPES", "ZooCLIPConfig"]
+def check_clip_towers(text_config, vision_config, vision_name: str = "vision_config") -> None:
+    """Raise a `ValueError` naming the first field of CLIP towers that cannot work (`text_config` may be None)."""
+    if text_config is not None:
+        check_fields(text_config, CLIP_TEXT_FIELDS, "text_config.")
+    check_fields(vision_config, CLIP_VISION_FIELDS, f"{vision_name}.")
+    for name, sub in (("text_config", text_config), (vision_name, vision_config)):
+        if sub is not None and sub.hidden_size % sub.num_attention_heads != 0:
+            raise ValueError(
+                f"`{name}.hidden_size` ({sub.hidden_size}) must be a multiple of `{name}.num_attention_heads` "
+                f"({sub.num_attention_heads})."
+            )
+    if vision_config.image_size % vision_config.patch_size != 0:
+        raise ValueError(
+            f"`{vision_name}.image_size` ({vision_config.image_size}) must be a multiple of `{vision_name}.patch_size` "
+            f"({vision_config.patch_size})."
+        )
+
+
+__all__ = [
+    "CLIP_PRESETS",
+    "CLIP_SUB_CONFIGS",
+    "CLIP_TEXT_FIELDS",
+    "CLIP_VISION_FIELDS",
+    "LOSS_TYPES",
+    "ZOO_CLIP_FIELDS",
+    "ZooCLIPConfig",
+    "check_clip_towers",
+]

@@ -1,8 +1,10 @@
 """Processor of the baseline dual encoder: a PIL/numpy CLIP image processor paired with the CLIP BPE tokenizer.
 
 Same outputs as transformers' `CLIPProcessor` (`input_ids`, `attention_mask`, `pixel_values`), with the input checks
-the zoo promises: images in an unsupported mode or shape and empty captions fail with a message saying what was
-expected, instead of a shape error deep inside the model.
+the zoo promises: every image goes through the zoo's one image policy (`hf_clipzoo.data.images.to_rgb_image`:
+16-bit and float images scaled to 8 bits, floats in [0, 1] taken as already scaled), and images it cannot read
+unambiguously (NaN, normalised values, unsupported shapes) and empty captions fail with a message saying what was
+expected, instead of a wrong image or a shape error deep inside the model.
 """
 
 import numpy as np
@@ -10,43 +12,19 @@ import torch
 from PIL import Image
 from transformers import ProcessorMixin
 
+from .clipzoo_data_images import to_rgb_image
 from .clipzoo_hub_export import RemoteCodeProcessorMixin
 
-# Modes with a well-defined conversion to RGB; anything else (16-bit, float, binary) is ambiguous for a CLIP model.
-CONVERTIBLE_IMAGE_MODES = ("RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "RGBX")
 
-
-def check_images(images) -> list:
-    """Validate one image or a list of images (PIL, numpy HWC/CHW, torch CHW) and return them as a list."""
+def check_images(images) -> list[Image.Image]:
+    """One image or a list of images (PIL, numpy or torch; see `hf_clipzoo.data.images.to_rgb_image`) as a list of
+    8-bit RGB PIL images. Converting here, rather than leaving arrays to the image processor, is what makes float
+    arrays in [0, 1] come out right: transformers would rescale them by 1/255 a second time."""
     if isinstance(images, (Image.Image, np.ndarray, torch.Tensor)):
         images = [images]
     if not isinstance(images, (list, tuple)) or len(images) == 0:
         raise ValueError("`images` must be a PIL image, an array, or a non-empty list of them.")
-    checked = []
-    for i, image in enumerate(images):
-        if isinstance(image, Image.Image):
-            if image.mode not in CONVERTIBLE_IMAGE_MODES:
-                raise ValueError(
-                    f"Image {i} has mode {image.mode!r}; expected one of {CONVERTIBLE_IMAGE_MODES} "
-                    "(convert it explicitly, e.g. `image.convert('RGB')`, choosing how to scale its values)."
-                )
-            if image.width == 0 or image.height == 0:
-                raise ValueError(f"Image {i} is empty ({image.width}x{image.height}).")
-            checked.append(image if image.mode == "RGB" else image.convert("RGB"))
-        elif isinstance(image, (np.ndarray, torch.Tensor)):
-            shape = tuple(image.shape)
-            channels_last = len(shape) == 3 and shape[-1] in (1, 3)
-            channels_first = len(shape) == 3 and shape[0] in (1, 3)
-            if not (channels_last or channels_first) or min(shape) == 0:
-                raise ValueError(
-                    f"Image {i} has shape {shape}; expected (height, width, 3|1) or (3|1, height, width)."
-                )
-            checked.append(image)
-        else:
-            raise ValueError(
-                f"Image {i} has type {type(image).__name__}; expected a PIL image, numpy array or tensor."
-            )
-    return checked
+    return [to_rgb_image(image, name=f"Image {i}") for i, image in enumerate(images)]
 
 
 def check_texts(text) -> list[str]:

@@ -29,6 +29,10 @@ import os
 import shutil
 from pathlib import Path
 
+from safetensors import SafetensorError
+
+from .clipzoo_hub_folders import check_model_path, corrupt_safetensors_error
+
 PACKAGE = "hf_clipzoo"
 _FLAT_PREFIX = "clipzoo_"
 
@@ -167,10 +171,26 @@ class RemoteCodeModelMixin:
     """Mixin for `PreTrainedModel`s of the zoo: `save_pretrained` (and so `push_to_hub`) also writes the model's code
     and `auto_map`, so the folder loads with `trust_remote_code=True` where `hf_clipzoo` is not installed.
 
+    `from_pretrained` checks the folder first (`check_model_path`): a broken folder fails with its path and what was
+    expected, also through `AutoModel` and as remote code (this module is bundled with the model).
+
     `_remote_auto_classes` lists the Auto classes (besides `AutoConfig`) the saved folder answers to.
     """
 
     _remote_auto_classes: tuple[str, ...] = ("AutoModel",)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        if pretrained_model_name_or_path is not None:  # None: weights come from `state_dict=`
+            check_model_path(
+                pretrained_model_name_or_path,
+                subfolder=kwargs.get("subfolder") or "",
+                needs_config=kwargs.get("config") is None,
+            )
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as error:  # a Hub download: the local check could not see the cached files
+            raise corrupt_safetensors_error(f"A weights file of {pretrained_model_name_or_path}", error) from error
 
     def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
         super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)

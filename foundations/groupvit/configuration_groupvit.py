@@ -3,7 +3,9 @@ official code that the transformers port lacks (multi-label loss and its tempera
 assignment)."""
 
 from huggingface_hub.errors import StrictDataclassError
-from transformers import GroupViTConfig
+from transformers import GroupViTConfig, GroupViTTextConfig, GroupViTVisionConfig
+
+from .clipzoo_validation import ACTIVATION, BOOLEAN, DROPOUT, FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TOKEN_ID, ListOf, OneOf, check_extra_keys, check_fields, check_sub_config_dicts
 
 # Named shapes. "world-*" fit the embedded synthetic world on a CPU (64 px images, short captions); "gcc-yfcc" is the
 # released model (`nvidia/groupvit-gcc-yfcc`, official `group_vit_gcc_yfcc_30e`).
@@ -44,6 +46,64 @@ GROUPVIT_PRESETS: dict[str, dict] = {
     "gcc-yfcc": dict(text_config={}, vision_config={}),
 }
 EVAL_ASSIGNMENTS = ("hard", "soft")
+GROUPVIT_TEXT_FIELDS = {
+    "vocab_size": POSITIVE_INT,
+    "hidden_size": POSITIVE_INT,
+    "intermediate_size": POSITIVE_INT,
+    "num_hidden_layers": POSITIVE_INT,
+    "num_attention_heads": POSITIVE_INT,
+    "max_position_embeddings": POSITIVE_INT,
+    "hidden_act": ACTIVATION,
+    "layer_norm_eps": POSITIVE,
+    "dropout": DROPOUT,
+    "attention_dropout": DROPOUT,
+    "initializer_range": NON_NEGATIVE,
+    "initializer_factor": NON_NEGATIVE,
+    "pad_token_id": TOKEN_ID,
+    "bos_token_id": TOKEN_ID,
+    "eos_token_id": TOKEN_ID,
+}
+GROUPVIT_VISION_FIELDS = {
+    "hidden_size": POSITIVE_INT,
+    "intermediate_size": POSITIVE_INT,
+    "num_hidden_layers": POSITIVE_INT,
+    "depths": ListOf(POSITIVE_INT, min_length=1),
+    "num_group_tokens": ListOf(NON_NEGATIVE_INT, min_length=1),
+    "num_output_groups": ListOf(NON_NEGATIVE_INT, min_length=1),
+    "num_attention_heads": POSITIVE_INT,
+    "image_size": POSITIVE_INT,
+    "patch_size": POSITIVE_INT,
+    "num_channels": POSITIVE_INT,
+    "hidden_act": ACTIVATION,
+    "layer_norm_eps": POSITIVE,
+    "dropout": DROPOUT,
+    "attention_dropout": DROPOUT,
+    "initializer_range": NON_NEGATIVE,
+    "initializer_factor": NON_NEGATIVE,
+    # The "+1" of the hard assignment's mean: 0 divides by zero for a group that gets no patch.
+    "assign_eps": POSITIVE,
+    "assign_mlp_ratio": ListOf(POSITIVE, length=2),
+}
+ZOO_GROUPVIT_FIELDS = {
+    "projection_dim": POSITIVE_INT,
+    "projection_intermediate_dim": POSITIVE_INT,
+    "logit_scale_init_value": FINITE,
+    "initializer_range": NON_NEGATIVE,
+    "initializer_factor": NON_NEGATIVE,
+    "output_segmentation": BOOLEAN,
+    "multi_label_logit_scale_init_value": FINITE,
+    "share_temperature": BOOLEAN,
+    "multi_label_loss_weight": NON_NEGATIVE,
+    "num_prompts": NON_NEGATIVE_INT,
+    "gumbel_tau": POSITIVE,
+    "gumbel": BOOLEAN,
+    "eval_assignment": OneOf(EVAL_ASSIGNMENTS),
+    "local_loss": BOOLEAN,
+}
+GROUPVIT_SUB_CONFIGS = {
+    "text_config": (GroupViTTextConfig, GROUPVIT_TEXT_FIELDS),
+    "vision_config": (GroupViTVisionConfig, GROUPVIT_VISION_FIELDS),
+}
 
 
 class ZooGroupViTConfig(GroupViTConfig):
@@ -100,17 +160,9 @@ class ZooGroupViTConfig(GroupViTConfig):
 
     def __post_init__(self, **kwargs):
         # Checked before the parent's strict validation so that users get a plain ValueError that names the field.
-        if self.eval_assignment not in EVAL_ASSIGNMENTS:
-            raise ValueError(f"`eval_assignment` must be one of {EVAL_ASSIGNMENTS}, got {self.eval_assignment!r}.")
-        if not self.gumbel_tau > 0:
-            raise ValueError(f"`gumbel_tau` must be > 0, got {self.gumbel_tau}.")
-        if not self.multi_label_loss_weight >= 0:
-            raise ValueError(f"`multi_label_loss_weight` must be >= 0, got {self.multi_label_loss_weight}.")
-        if self.num_prompts < 0:
-            raise ValueError(f"`num_prompts` must be >= 0 (0 disables the multi-label loss), got {self.num_prompts}.")
-        for name in ("projection_dim", "projection_intermediate_dim"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
+        check_extra_keys(type(self), kwargs, known=("text_config_dict", "vision_config_dict"))
+        check_sub_config_dicts(self, GROUPVIT_SUB_CONFIGS)
+        check_fields(self, ZOO_GROUPVIT_FIELDS)
         try:
             super().__post_init__(**kwargs)
         except StrictDataclassError as error:
@@ -119,11 +171,9 @@ class ZooGroupViTConfig(GroupViTConfig):
 
     def validate_towers(self) -> None:
         """Raise a `ValueError` naming the first inconsistent tower field."""
-        for name in ("text_config", "vision_config"):
+        for name, (_, rules) in GROUPVIT_SUB_CONFIGS.items():
             sub = getattr(self, name)
-            for field in ("hidden_size", "num_attention_heads", "intermediate_size"):
-                if getattr(sub, field) <= 0:
-                    raise ValueError(f"`{name}.{field}` must be positive, got {getattr(sub, field)}.")
+            check_fields(sub, rules, f"{name}.")
             if sub.hidden_size % sub.num_attention_heads != 0:
                 raise ValueError(
                     f"`{name}.hidden_size` ({sub.hidden_size}) must be divisible by `num_attention_heads` "
@@ -131,13 +181,11 @@ class ZooGroupViTConfig(GroupViTConfig):
                 )
         vision = self.vision_config
         depths, tokens, outputs = list(vision.depths), list(vision.num_group_tokens), list(vision.num_output_groups)
-        if not (len(depths) == len(tokens) == len(outputs)) or not depths:
+        if not (len(depths) == len(tokens) == len(outputs)):
             raise ValueError(
                 "`vision_config.depths`, `num_group_tokens` and `num_output_groups` must have one entry per stage, got "
                 f"{depths}, {tokens}, {outputs}."
             )
-        if any(d <= 0 for d in depths) or any(t < 0 for t in tokens) or any(o < 0 for o in outputs):
-            raise ValueError(f"`vision_config.depths` must be positive and group counts >= 0, got {depths}, {tokens}.")
         if tokens[0] == 0:
             raise ValueError("`vision_config.num_group_tokens[0]` must be > 0: GroupViT's first stage groups patches.")
         seen_zero = False
@@ -157,17 +205,16 @@ class ZooGroupViTConfig(GroupViTConfig):
                     f"{outputs[i - 1]} groups: each grouping stage must merge groups, not split them."
                 )
         image_size, patch_size = vision.image_size, vision.patch_size
-        if isinstance(image_size, int) and isinstance(patch_size, int):
-            if image_size % patch_size != 0:
-                raise ValueError(
-                    f"`vision_config.image_size` ({image_size}) must be a multiple of `vision_config.patch_size` "
-                    f"({patch_size}): the position embeddings cover a square grid of patches."
-                )
-            if (image_size // patch_size) ** 2 < outputs[0]:
-                raise ValueError(
-                    f"{(image_size // patch_size) ** 2} patches cannot be split into "
-                    f"{outputs[0]} groups: lower `num_output_groups` or the patch size."
-                )
+        if image_size % patch_size != 0:
+            raise ValueError(
+                f"`vision_config.image_size` ({image_size}) must be a multiple of `vision_config.patch_size` "
+                f"({patch_size}): the position embeddings cover a square grid of patches."
+            )
+        if (image_size // patch_size) ** 2 < outputs[0]:
+            raise ValueError(
+                f"{(image_size // patch_size) ** 2} patches cannot be split into "
+                f"{outputs[0]} groups: lower `num_output_groups` or the patch size."
+            )
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "ZooGroupViTConfig":
@@ -188,4 +235,12 @@ class ZooGroupViTConfig(GroupViTConfig):
         return cls(**{**data, **kwargs})
 
 
-__all__ = ["EVAL_ASSIGNMENTS", "GROUPVIT_PRESETS", "ZooGroupViTConfig"]
+__all__ = [
+    "EVAL_ASSIGNMENTS",
+    "GROUPVIT_PRESETS",
+    "GROUPVIT_SUB_CONFIGS",
+    "GROUPVIT_TEXT_FIELDS",
+    "GROUPVIT_VISION_FIELDS",
+    "ZOO_GROUPVIT_FIELDS",
+    "ZooGroupViTConfig",
+]

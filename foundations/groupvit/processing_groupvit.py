@@ -17,6 +17,7 @@ both re-derive it from the aspect ratio, with slightly different rounding, spec 
 
 from __future__ import annotations
 
+import numbers
 import random
 import re
 from collections.abc import Sequence
@@ -178,6 +179,15 @@ def group_assignment_map(assignment_maps: Sequence[torch.Tensor], feature_grid: 
     return F.interpolate(grid, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def check_segmentation_options(bg_thresh, top_k) -> None:
+    """`bg_thresh` in [0, 1] (it is compared with products of softmaxes; NaN would silently disable the background)
+    and `top_k` a positive integer (0 would mask every class, and the scores would be NaN)."""
+    if isinstance(bg_thresh, bool) or not isinstance(bg_thresh, numbers.Real) or not 0.0 <= bg_thresh <= 1.0:
+        raise ValueError(f"`bg_thresh` must be a number in [0, 1] (a class probability), got {bg_thresh!r}.")
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"`top_k` must be a positive integer (classes kept per image), got {top_k!r}.")
+
+
 def groups_to_class_scores(
     soft_map: torch.Tensor,
     group_embeds: torch.Tensor,
@@ -194,6 +204,7 @@ def groups_to_class_scores(
         group_embeds: `(B, G, D)` normalised group embeddings; image_embeds `(B, D)`; class_embeds `(C, D)`.
         logit_scale: the *exponentiated* temperature (official: `clamp(exp(logit_scale), max=100)`).
     """
+    check_segmentation_options(bg_thresh, top_k)
     groups = soft_map.shape[1]
     onehot = F.one_hot(soft_map.argmax(dim=1), groups).permute(0, 3, 1, 2).to(group_embeds.dtype)
     group_logits = logit_scale * group_embeds @ class_embeds.t()  # [B, G, C]
@@ -244,10 +255,6 @@ class ZooGroupViTProcessor(ZooCLIPProcessor):
         if len(image) != 1:
             raise ValueError(f"Segment one image at a time, got {len(image)}.")
         image = image[0]
-        if not isinstance(image, Image.Image):
-            array = np.asarray(image.cpu() if isinstance(image, torch.Tensor) else image)
-            array = array if array.shape[-1] in (1, 3) else np.moveaxis(array, 0, -1)
-            image = Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).convert("RGB")
         width, height = image.size
         scale = min(long_side_max / max(width, height), short_side / min(width, height))
         size = (max(1, int(width * scale + 0.5)), max(1, int(height * scale + 0.5)))
@@ -295,12 +302,12 @@ class ZooGroupViTProcessor(ZooCLIPProcessor):
         """Official sliding-window zero-shot segmentation of one image: an `(H, W)` label map at the image's size
         (0 = background, c + 1 = `labels[c]`), or the `(1 + C, H, W)` averaged scores with `return_scores=True`."""
         labels = check_labels(labels)
-        original = check_images(image)[0]
-        if isinstance(original, Image.Image):
-            out_size = (original.height, original.width)
-        else:
-            shape = tuple(original.shape)
-            out_size = shape[:2] if shape[-1] in (1, 3) else shape[1:]
+        check_segmentation_options(bg_thresh, top_k)
+        image = check_images(image)
+        if len(image) != 1:
+            raise ValueError(f"Segment one image at a time, got {len(image)}.")
+        image = image[0]
+        out_size = (image.height, image.width)
         was_training = model.training
         model.eval()
         class_embeds = self.encode_labels(model, labels)
@@ -329,8 +336,6 @@ class ZooGroupViTProcessor(ZooCLIPProcessor):
 def overlay_masks(image, label_map, alpha: float = 0.5, palette: np.ndarray | None = None) -> Image.Image:
     """RGB PNG-ready overlay of a label map (0 = background, left unpainted) on the image."""
     image = check_images(image)[0]
-    if not isinstance(image, Image.Image):
-        raise ValueError("`overlay_masks` takes a PIL image.")
     labels = np.asarray(label_map.cpu() if isinstance(label_map, torch.Tensor) else label_map)
     if labels.shape != (image.height, image.width):
         raise ValueError(f"`label_map` has shape {labels.shape}; expected the image's {(image.height, image.width)}.")
@@ -354,6 +359,7 @@ __all__ = [
     "ZooGroupViTProcessor",
     "build_prompts",
     "check_labels",
+    "check_segmentation_options",
     "extract_prompt_words",
     "group_assignment_map",
     "groups_to_class_scores",

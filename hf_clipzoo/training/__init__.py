@@ -2,7 +2,7 @@
 
 from .checkpoint import CorruptCheckpointError, list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .guards import across_processes, check_finite
-from .hub import push_folder_to_hub, save_final_model
+from .hub import push_folder_to_hub, save_final_model, write_model_folder
 from .memory import StepMeter
 from .optim import build_optimizer, build_scheduler, lr_multiplier, param_groups
 from .setup import build_accelerator
@@ -24,6 +24,7 @@ __all__ = [
     "param_groups",
     "push_folder_to_hub",
     "save_final_model",
+    "write_model_folder",
     "read_jsonl_log",
     "resolve_checkpoint",
     "save_checkpoint",

@@ -79,35 +79,54 @@ def save_final_model(
         card_kwargs: more arguments of `render_model_card` (`pipeline_tag` defaults to zero-shot classification;
             `base_model` to `args.model_name_or_path` when that is a Hub id rather than a local folder).
     """
-    from ..hub.model_card import render_model_card, save_model_card
-    from .arguments import loggable_config
-
     final_dir = Path(args.output_dir) / "final"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(final_dir)
-        processor.save_pretrained(final_dir)
-        (final_dir / "results.json").write_text(
-            json.dumps(results if results is not None else metrics, indent=2) + "\n"
-        )
-        start = getattr(args, "model_name_or_path", None)
-        card_kwargs.setdefault("pipeline_tag", "zero-shot-image-classification")
-        card_kwargs.setdefault("base_model", start if _is_hub_id(start) else None)
-        dataset = "hf-clipzoo/embedded-world" if args.dataset == "synthetic" else args.dataset
-        card = render_model_card(
-            method,
-            model_id=args.hub_model_id or final_dir.name,
-            # The metadata names Hub datasets only: a local folder would publish the user's directory layout.
-            datasets=[dataset] if _is_hub_id(dataset) else None,
-            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-            training_args=loggable_config(args),
-            **card_kwargs,
-        )
-        save_model_card(final_dir, card)
+        write_model_folder(
+            final_dir, accelerator.unwrap_model(model), processor, args, method=method, metrics=metrics,
+            results=results, **card_kwargs,
+        )  # fmt: skip
         if args.push_to_hub:
             push_folder_to_hub(final_dir, args.hub_model_id, token=args.hub_token)
     accelerator.wait_for_everyone()
     return final_dir
 
 
-__all__ = ["push_folder_to_hub", "save_final_model"]
+def write_model_folder(
+    folder: str | os.PathLike,
+    model,
+    processor,
+    args,
+    *,
+    method: str,
+    metrics: dict,
+    results: dict | None = None,
+    **card_kwargs,
+) -> Path:
+    """What `save_final_model` writes into `folder` (one process): the model, its processor, `results.json` and the
+    model card. Also how `hf-clipzoo foundations --refresh` re-writes a shipped folder with the current code."""
+    from ..hub.model_card import render_model_card, save_model_card
+    from .arguments import loggable_config
+
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    (folder / "results.json").write_text(json.dumps(results if results is not None else metrics, indent=2) + "\n")
+    start = getattr(args, "model_name_or_path", None)
+    card_kwargs.setdefault("pipeline_tag", "zero-shot-image-classification")
+    card_kwargs.setdefault("base_model", start if _is_hub_id(start) else None)
+    dataset = "hf-clipzoo/embedded-world" if args.dataset == "synthetic" else args.dataset
+    card = render_model_card(
+        method,
+        model_id=args.hub_model_id or folder.name,
+        # The metadata names Hub datasets only: a local folder would publish the user's directory layout.
+        datasets=[dataset] if _is_hub_id(dataset) else None,
+        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        training_args=loggable_config(args),
+        **card_kwargs,
+    )
+    save_model_card(folder, card)
+    return folder
+
+
+__all__ = ["push_folder_to_hub", "save_final_model", "write_model_folder"]

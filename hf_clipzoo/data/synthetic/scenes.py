@@ -53,16 +53,32 @@ SCENE_FEATURES = datasets.Features(
 )
 
 
+def scene_texts(scene: SceneSpec, rng: np.random.Generator, config: WorldConfig) -> dict:
+    """The text columns of `scene`'s row (`caption`, `long_caption`, `pseudo_captions`, `nouns`); rendering draws
+    nothing from `rng`, so these are the row's texts without rendering its image."""
+    return {
+        "caption": short_caption(scene, rng, config),
+        "long_caption": long_caption(scene),
+        "pseudo_captions": pseudo_captions(scene, rng, config.num_pseudo_captions),
+        "nouns": nouns(scene),
+    }
+
+
+def generate_scene_texts(index: int, *, split: str = "train", config: WorldConfig | None = None) -> dict:
+    """The text columns of row `index` of `make_scenes(..., split=split, config=config)`, without rendering it."""
+    config = config or WorldConfig()
+    check_split(split, SCENE_SPLITS)
+    rng = sample_rng(config, "scenes", split, index)
+    return scene_texts(sample_scene(rng, config), rng, config)
+
+
 def scene_row(scene: SceneSpec, rng: np.random.Generator, config: WorldConfig, *, encode: bool = True) -> dict:
     """Render `scene` and write its captions; with ``encode=False`` images stay numpy arrays (for benchmarking)."""
     image, semantic, instance = render_scene(scene, config)
     encoder = png_bytes if encode else (lambda array: array)
     return {
         "image": encoder(image),
-        "caption": short_caption(scene, rng, config),
-        "long_caption": long_caption(scene),
-        "pseudo_captions": pseudo_captions(scene, rng, config.num_pseudo_captions),
-        "nouns": nouns(scene),
+        **scene_texts(scene, rng, config),
         "semantic_mask": encoder(semantic),
         "instance_mask": encoder(instance),
         "objects": [obj.to_dict(config.image_size) for obj in scene.objects],

@@ -185,6 +185,48 @@ def validation_losses(vae, unet, text_encoder, scheduler, loader, device, seed: 
     return {"diffusion/val_loss": own / count, "diffusion/val_loss_shuffled_text": shuffled / count}
 
 
+def save_world_diffusion_folder(
+    output_dir: str | Path,
+    *,
+    vae,
+    unet,
+    text_encoder,
+    tokenizer,
+    scheduler,
+    image_size: int,
+    preset: str,
+    metrics: dict[str, float],
+    training_args: dict,
+) -> Path:
+    """Write a world diffusion model as a `StableDiffusionPipeline` folder (no safety checker, so
+    `DiffusionPipeline.from_pretrained(folder)` loads it), its `diva_diffusion.json` (resolution, preset, the text
+    length and `metrics`) and a model card. Used by `diva_pretrain_diffusion.py` and by `hf-clipzoo foundations
+    --refresh`, so a refreshed foundation has exactly the layout a new run writes."""
+    from diffusers import StableDiffusionPipeline
+
+    from ...hub.model_card import render_model_card, save_model_card
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    pipeline.save_pretrained(output_dir)
+    max_length = text_encoder.config.max_position_embeddings
+    extras = {"image_size": image_size, "preset": preset, "text_max_length": max_length, **metrics}
+    (output_dir / "diva_diffusion.json").write_text(json.dumps(extras, indent=2) + "\n")
+    card = render_model_card(
+        "diva", model_id=output_dir.name, datasets=["hf-clipzoo/embedded-world"], training_args=training_args,
+        pipeline_tag="text-to-image",
+        # Training and validation losses describe the run, not an evaluation: the card's table, no model-index.
+        extra={"folder_kind": "diffusion", "image_size": image_size, "validation": metrics},
+    )  # fmt: skip
+    card.data.library_name = "diffusers"
+    save_model_card(output_dir, card)
+    return output_dir
+
+
 def validate_diffusion_folder(
     path: str | Path, *, seed: int = 0, caption_column: str = "caption", eval_size: int = 256, batch_size: int = 32
 ) -> dict[str, float]:
@@ -218,4 +260,5 @@ __all__ = [
     "check_prompt",
     "encode_prompt_with_text_encoder",
     "load_diffusion_folder",
+    "save_world_diffusion_folder",
 ]
