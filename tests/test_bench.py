@@ -1,6 +1,7 @@
 """`hf-clipzoo bench --preset smoke`: the main job end to end, through the CLI, on the embedded world."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,30 +49,40 @@ def _without_timings(value):
     return value
 
 
+def _measured(results: dict, out: Path) -> str:
+    """What a run measured, as comparable text: no timings, and its output folder's path replaced."""
+    return json.dumps(_without_timings(results), sort_keys=True).replace(str(out), "OUT")
+
+
+# Slow: a second full smoke run. By default `test_a_run_stopped_part_way...` re-runs the baseline and FFF and
+# compares them with the session's run, which checks the same same-seed guarantee on two of its methods.
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_results(smoke_bench, tmp_path):
     # The shared run (tests/conftest.py) is the first; one more run is the second.
     again = tmp_path / "again"
     assert cli_main(["bench", "--preset", "smoke", "--output_dir", str(again)]) == 0
     first = json.loads((smoke_bench / "results.json").read_text())
     second = json.loads((again / "results.json").read_text())
-    first, second = _without_timings(first), _without_timings(second)
     # Paths differ between the two output folders; everything measured must not.
-    text_a = json.dumps(first, sort_keys=True).replace(str(smoke_bench), "OUT")
-    text_b = json.dumps(second, sort_keys=True).replace(str(again), "OUT")
-    assert text_a == text_b
+    assert _measured(first, smoke_bench) == _measured(second, again)
 
 
-def test_a_run_stopped_part_way_leaves_the_report_of_what_finished(tmp_path, monkeypatch):
+def test_a_run_stopped_part_way_leaves_the_report_of_what_finished(smoke_bench, tmp_path, monkeypatch):
     def interrupted(context):
         raise KeyboardInterrupt
 
     (tmp_path / "results.md").write_text("a previous run's report")
-    monkeypatch.setitem(bench.BENCH_ENTRIES, "fff", interrupted)
+    monkeypatch.setitem(bench.BENCH_ENTRIES, "dreamlip", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        bench.run_bench("smoke", tmp_path, methods=["fff"])
+        bench.run_bench("smoke", tmp_path, methods=["fff", "dreamlip"])
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["complete"] is False and results["methods"]["clip"]["status"] == "ran"
+    assert results["methods"]["fff"]["status"] == "ran" and "dreamlip" not in results["methods"]
     assert "previous run" not in (tmp_path / "results.md").read_text()
+    # Same seed, same numbers: what finished equals the session's full run of the same methods.
+    full = json.loads((smoke_bench / "results.json").read_text())
+    for method in ("clip", "fff"):
+        assert _measured(results["methods"][method], tmp_path) == _measured(full["methods"][method], smoke_bench)
 
 
 def test_a_failing_method_is_reported_and_the_cli_fails(tmp_path, monkeypatch):
