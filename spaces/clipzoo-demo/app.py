@@ -280,9 +280,10 @@ def write_examples(folder: str | os.PathLike) -> dict[str, list]:
 
 # --- the page --------------------------------------------------------------------------------------------------
 def build_demo(
-    clip: str = DEFAULT_CLIP, groupvit: str = DEFAULT_GROUPVIT, fsar: str | None = None, examples_dir=None
+    clip: str = DEFAULT_CLIP, groupvit: str = DEFAULT_GROUPVIT, fsar: str | None = None, examples: dict | None = None
 ) -> gr.Blocks:
-    examples = write_examples(examples_dir or tempfile.mkdtemp(prefix="clipzoo-space-"))
+    """The page; `examples` are `write_examples(folder)`'s rows (written to a temporary folder when omitted)."""
+    examples = examples or write_examples(tempfile.mkdtemp(prefix="clipzoo-space-"))
     fsar = fsar or clip
     with gr.Blocks(title="hf-clipzoo demo") as demo:
         gr.Markdown(
