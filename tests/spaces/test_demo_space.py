@@ -113,3 +113,14 @@ def test_page_renders_in_headless_chromium(space, tmp_path):
     assert image.size == (800, 600)
     low, high = image.getextrema()
     assert high - low > 100, "the screenshot is blank"
+
+
+def test_clip_folder_gives_clip_fsar_with_an_identity_temporal_head(space):
+    # The page says the head is the identity when built from a plain CLIP: an untrained head would scramble features.
+    import torch
+
+    app = sys.modules["clipzoo_space_app"]
+    classifier, built_from_clip = app.few_shot_video_classifier(app.DEFAULT_CLIP)
+    assert built_from_clip
+    frames = torch.randn(3, classifier.model.config.num_frames + 1, classifier.model.config.projection_dim)
+    torch.testing.assert_close(classifier.model.temporal_transformer(frames), frames)
