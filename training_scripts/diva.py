@@ -524,6 +524,7 @@ def main(argv: list[str] | None = None) -> dict:
                 extra={
                     "baseline_metrics": {k: v for k, v in metrics.items() if "/before/" in k or "/delta/" in k},
                     "folder_kind": kind,
+                    "image_size": args.diffusion_resolution,
                 },
                 training_args=loggable_config(args),
                 pipeline_tag="zero-shot-image-classification" if kind == "clip" else None,
