@@ -3,7 +3,7 @@ long captions) into [`DreamLIPModel`].
 
 The released `.pt` files are open_clip training checkpoints: `{"epoch", "name", "state_dict": {"module.<key>": ...},
 ...}` of open_clip's OpenAI-style `CLIP` with a `ViT-B-16` config (`nn.GELU`, not QuickGELU). The towers convert
-exactly like any open_clip ViT (`hf_clipzoo.backbones.convert`); what is DreamLIP-specific:
+exactly like any open_clip ViT (`hf_clipzoo.models.clip.convert_clip`); what is DreamLIP-specific:
 
 - `logit_scale_local`: the released model leaves it `None`, so checkpoints normally lack it; when absent, the new
   parameter starts at `config.local_logit_scale_init_value` (log of 1/0.07). If present, it is kept.
@@ -24,13 +24,12 @@ from pathlib import Path
 
 import torch
 
-from ...backbones.convert import (
+from ...backbones.convert import converter_parser, load_state_dict_file
+from ..clip.convert_clip import (
     OPENAI_VOCAB_SIZE,
     clean_state_dict,
     convert_openai_clip_state_dict,
-    converter_parser,
     infer_clip_config,
-    load_state_dict_file,
 )
 from .configuration_dreamlip import DreamLIPConfig
 from .modeling_dreamlip import DreamLIPModel

@@ -15,7 +15,8 @@ from hf_clipzoo.models.dreamlip.convert_dreamlip import (
     infer_dreamlip_config,
     load_dreamlip_checkpoint,
 )
-from tests.backbones.test_convert import (
+from tests.losses.test_grouping import naive_circle_loss, naive_grouping_loss, naive_per_slot, naive_soft_target
+from tests.models.clip.test_convert_clip import (
     IMAGE_SIZE,
     PATCH,
     layer_norm,
@@ -25,7 +26,6 @@ from tests.backbones.test_convert import (
     random_openai_state_dict,
     transformer,
 )
-from tests.losses.test_grouping import naive_circle_loss, naive_grouping_loss, naive_per_slot, naive_soft_target
 from tests.models.clip.test_processing_clip import tiny_tokenizer
 from tests.testing_utils import TINY_TEXT_CONFIG, TINY_VISION_CONFIG, ClipZooModelTesterMixin, tiny_input_ids
 

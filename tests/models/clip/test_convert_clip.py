@@ -7,13 +7,13 @@ import zipfile
 import pytest
 import torch
 
-from hf_clipzoo.backbones.convert import (
+from hf_clipzoo.models.clip import ZooCLIPModel
+from hf_clipzoo.models.clip.convert_clip import (
     convert_openai_clip_state_dict,
     infer_clip_config,
     load_openai_clip_checkpoint,
     main,
 )
-from hf_clipzoo.models.clip import ZooCLIPModel
 
 # Tiny but uneven sizes, so that a swapped dimension cannot go unnoticed.
 VISION_WIDTH, TEXT_WIDTH, EMBED_DIM = 64, 32, 24
