@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
             )
         max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    model.to(accelerator.device)  # before the optimiser, which runs fused when every parameter is on CUDA
     optimizer = build_optimizer(
         model,
         name="adamw",

@@ -85,7 +85,7 @@ def save_final_model(
     final_dir = Path(args.output_dir) / "final"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(final_dir)
+        accelerator.unwrap_model(model, keep_torch_compile=False).save_pretrained(final_dir)
         processor.save_pretrained(final_dir)
         (final_dir / "results.json").write_text(
             json.dumps(results if results is not None else metrics, indent=2) + "\n"
