@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for activation memory.")
 
     add_optimization_arguments(parser)
-    add_run_arguments(parser, output_dir="runs/clip", stoppable=True)
+    add_run_arguments(parser, output_dir="runs/clip", stoppable=True, compilable=True)
     args = parser.parse_args(argv)
 
     if args.dataset != "synthetic" and args.eval_split is None:

@@ -155,7 +155,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
 
     add_optimization_arguments(parser, learning_rate=1e-4, weight_decay=0.1, num_warmup_steps=20, num_train_epochs=2)
-    add_run_arguments(parser, output_dir="runs/fff")
+    add_run_arguments(parser, output_dir="runs/fff", compilable=True)
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
     check_image_text_data_arguments(parser, args)

@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for activation memory.")
 
     add_optimization_arguments(parser, learning_rate=1e-3, weight_decay=0.05, num_warmup_steps=20, num_train_epochs=2)
-    add_run_arguments(parser, output_dir="runs/groupvit", stoppable=True)
+    add_run_arguments(parser, output_dir="runs/groupvit", stoppable=True, compilable=True)
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
     check_image_text_data_arguments(parser, args)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..hub.folders import check_model_path
-from ..validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Boolean, Number, OneOf
+from ..validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Number, OneOf
 from .optim import SCHEDULERS
 
 OPTIONAL_POSITIVE_INT = Number(int, minimum=1, optional=True)
@@ -48,7 +48,6 @@ SHARED_FLAG_RULES: dict[str, Any] = {
     "synthetic_eval_size": POSITIVE_INT,
     "synthetic_classes_per_split": POSITIVE_INT,
     "resolution": OPTIONAL_POSITIVE_INT,
-    "torch_compile": Boolean(),
     "torch_compile_backend": OneOf(COMPILE_BACKENDS),
 }
 
@@ -85,9 +84,12 @@ def add_optimization_arguments(
     return optim
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str, stoppable: bool = False):
+def add_run_arguments(
+    parser: argparse.ArgumentParser, *, output_dir: str, stoppable: bool = False, compilable: bool = False
+):
     """Logging, evaluation, checkpointing, resuming, precision and Hub flags; `--stop_after_step` for the scripts
-    whose loop implements it (`stoppable`)."""
+    whose loop implements it (`stoppable`), `--torch_compile` for those whose every save goes through
+    `save_checkpoint` / `save_final_model`, which store the weights without the compile wrapper (`compilable`)."""
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default=output_dir, help="Where checkpoints, logs and the final model go.")
     run.add_argument("--logging_steps", type=int, default=10, help="Log the training loss every N steps.")
@@ -112,14 +114,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str, stopp
     run.add_argument(
         "--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="Overrides accelerate config."
     )
-    run.add_argument(
-        "--torch_compile",
-        action="store_true",
-        help="torch.compile the model's forward (through accelerate's prepare); saved weights keep their names.",
-    )
-    run.add_argument(
-        "--torch_compile_backend", default="inductor", help=f"Backend for --torch_compile: one of {COMPILE_BACKENDS}."
-    )
+    if compilable:
+        run.add_argument(
+            "--torch_compile",
+            action="store_true",
+            help="torch.compile the model's forward (through accelerate's prepare); saved weights keep their names.",
+        )
+        run.add_argument(
+            "--torch_compile_backend",
+            default="inductor",
+            help=f"Backend for --torch_compile: one of {COMPILE_BACKENDS}.",
+        )
     run.add_argument("--push_to_hub", action="store_true", help="Upload the final model folder to the Hub.")
     run.add_argument("--hub_model_id", default=None, help="Repository id for --push_to_hub.")
     run.add_argument("--hub_token", default=None, help="Token for --push_to_hub (default: the logged-in one).")

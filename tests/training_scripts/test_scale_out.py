@@ -21,9 +21,7 @@ from tests.training_scripts.test_clip_script import TINY_RUN
 CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "accelerate"
 
 
-@pytest.mark.parametrize(
-    ("name", "kind"), [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED")]
-)
+@pytest.mark.parametrize(("name", "kind"), [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED")])
 def test_configs_load_as_accelerate_reads_them(name, kind):
     from accelerate.commands.config.config_args import load_config_from_file
 
