@@ -97,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for activation memory.")
 
     add_optimization_arguments(parser, learning_rate=1e-3, weight_decay=0.05, num_warmup_steps=20, num_train_epochs=2)
-    add_run_arguments(parser, output_dir="runs/groupvit", stoppable=True)
+    add_run_arguments(parser, output_dir="runs/groupvit", stoppable=True, compilable=True)
     args = parser.parse_args(argv)
     check_shared_arguments(parser, args)
     check_image_text_data_arguments(parser, args)
@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"({args.per_device_train_batch_size} x {accelerator.num_processes} processes)."
             )
         max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    model.to(accelerator.device)  # before the optimiser, which runs fused when every parameter is on CUDA
     optimizer = build_optimizer(
         model,
         name="adamw",

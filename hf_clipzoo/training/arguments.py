@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..hub.folders import check_model_path
-from ..validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Number
+from ..validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Number, OneOf
 from .optim import SCHEDULERS
 
 OPTIONAL_POSITIVE_INT = Number(int, minimum=1, optional=True)
+# torch.compile backends that need nothing beyond torch: "eager" / "aot_eager" trace without generating code (quick,
+# for checking a model compiles at all), "inductor" generates the fast kernels (a C++ compiler on CPU, Triton on GPU).
+COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")
 BETA = Number(float, minimum=0, maximum=1, exclusive_maximum=True)
 
 # Every numeric flag the scripts share (through the `add_*_arguments` groups, or under the same name in their own
@@ -45,6 +48,7 @@ SHARED_FLAG_RULES: dict[str, Any] = {
     "synthetic_eval_size": POSITIVE_INT,
     "synthetic_classes_per_split": POSITIVE_INT,
     "resolution": OPTIONAL_POSITIVE_INT,
+    "torch_compile_backend": OneOf(COMPILE_BACKENDS),
 }
 
 
@@ -80,9 +84,12 @@ def add_optimization_arguments(
     return optim
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str, stoppable: bool = False):
+def add_run_arguments(
+    parser: argparse.ArgumentParser, *, output_dir: str, stoppable: bool = False, compilable: bool = False
+):
     """Logging, evaluation, checkpointing, resuming, precision and Hub flags; `--stop_after_step` for the scripts
-    whose loop implements it (`stoppable`)."""
+    whose loop implements it (`stoppable`), `--torch_compile` for those whose every save goes through
+    `save_checkpoint` / `save_final_model`, which store the weights without the compile wrapper (`compilable`)."""
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default=output_dir, help="Where checkpoints, logs and the final model go.")
     run.add_argument("--logging_steps", type=int, default=10, help="Log the training loss every N steps.")
@@ -107,6 +114,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, output_dir: str, stopp
     run.add_argument(
         "--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="Overrides accelerate config."
     )
+    if compilable:
+        run.add_argument(
+            "--torch_compile",
+            action="store_true",
+            help="torch.compile the model's forward (through accelerate's prepare); saved weights keep their names.",
+        )
+        run.add_argument(
+            "--torch_compile_backend",
+            default="inductor",
+            help=f"Backend for --torch_compile: one of {COMPILE_BACKENDS}.",
+        )
     run.add_argument("--push_to_hub", action="store_true", help="Upload the final model folder to the Hub.")
     run.add_argument("--hub_model_id", default=None, help="Repository id for --push_to_hub.")
     run.add_argument("--hub_token", default=None, help="Token for --push_to_hub (default: the logged-in one).")
@@ -145,6 +163,7 @@ def loggable_config(args: argparse.Namespace) -> dict:
 
 
 __all__ = [
+    "COMPILE_BACKENDS",
     "SHARED_FLAG_RULES",
     "add_optimization_arguments",
     "add_run_arguments",

@@ -214,6 +214,25 @@ def _read_safetensors(path: Path, checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 # --- save / load ------------------------------------------------------------------------------------------------
+def _plain_model(accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    # Without the `torch.compile` wrapper too: its state dict names every weight `_orig_mod.<name>`, so a checkpoint of
+    # a `--torch_compile` run would not load into a run without it (or into `from_pretrained`).
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
+
+
+def _refuse_partitioned_optimizer(accelerator, optimizer) -> None:
+    """This format holds one full optimiser state; under DeepSpeed (ZeRO-2 partitions it across processes) the main
+    process's `state_dict()` is its partition only, so a resume would silently restart every other partition."""
+    from accelerate.utils import DistributedType
+
+    if optimizer is not None and accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise NotImplementedError(
+            "Checkpoints of DeepSpeed runs are not supported: ZeRO partitions the optimiser state across processes "
+            "and the project's pickle-free checkpoint holds one full state. Train without --checkpointing_steps / "
+            "--stop_after_step / --resume_from_checkpoint under DeepSpeed (see examples/accelerate/README.md)."
+        )
+
+
 def save_checkpoint(
     accelerator,
     output_dir: str | os.PathLike,
@@ -231,6 +250,7 @@ def save_checkpoint(
     `extra_files` are copied into the checkpoint under their own names (run state kept outside the model, such as
     the best epoch's weights); `load_checkpoint` leaves them where they are for the script to read.
     """
+    _refuse_partitioned_optimizer(accelerator, optimizer)
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     staging = output_dir / f".{final.name}{_STAGING_SUFFIX}"
@@ -245,7 +265,7 @@ def save_checkpoint(
     _write_json(staging / f"rng-{accelerator.process_index}.json", rng_meta)
 
     if accelerator.is_main_process:
-        save_model(accelerator.unwrap_model(model), str(staging / "model.safetensors"))
+        save_model(_plain_model(accelerator, model), str(staging / "model.safetensors"))
         if optimizer is not None:
             tensors, meta = _split_optimizer_state(optimizer.state_dict())
             save_file(tensors, str(staging / "optimizer.safetensors"))
@@ -324,6 +344,7 @@ def load_checkpoint(
     a file does not match the sha256 recorded at save time, and when the weights do not match the model (missing /
     unexpected keys).
     """
+    _refuse_partitioned_optimizer(accelerator, optimizer)
     checkpoint = Path(checkpoint_dir)
     missing = [name for name in _REQUIRED_FILES if not (checkpoint / name).is_file()]
     if optimizer is not None and not (checkpoint / "optimizer.safetensors").is_file():
@@ -339,7 +360,7 @@ def load_checkpoint(
 
     try:
         missing_keys, unexpected_keys = load_model(
-            accelerator.unwrap_model(model), str(checkpoint / "model.safetensors"), strict=False
+            _plain_model(accelerator, model), str(checkpoint / "model.safetensors"), strict=False
         )
     except (OSError, SafetensorError) as error:
         raise CorruptCheckpointError(

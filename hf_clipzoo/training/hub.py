@@ -83,7 +83,7 @@ def save_final_model(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_model_folder(
-            final_dir, accelerator.unwrap_model(model), processor, args, method=method, metrics=metrics,
+            final_dir, accelerator.unwrap_model(model, keep_torch_compile=False), processor, args, method=method, metrics=metrics,
             results=results, **card_kwargs,
         )  # fmt: skip
         if args.push_to_hub:

@@ -69,11 +69,13 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     momentum: float = 0.9,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
     """AdamW (CLIP, FFF, DreamLIP, APE-T, ...) or SGD with momentum (DIVA) over `param_groups(model, weight_decay)`.
 
     Pass explicit parameter groups instead of a model to set per-group learning rates; groups without a
-    `weight_decay` get `weight_decay`.
+    `weight_decay` get `weight_decay`. AdamW runs fused (one kernel for every parameter) when `fused` is None and
+    `use_fused_adamw` says so: build the optimiser after the model is on its device to get it.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}; expected one of {OPTIMIZERS}.")
@@ -84,8 +86,18 @@ def build_optimizer(
     else:
         groups = [{"weight_decay": weight_decay, **group} for group in model_or_groups]
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+        if fused is None:
+            fused = use_fused_adamw(param for group in groups for param in group["params"])
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
     return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+
+
+def use_fused_adamw(params: Iterable[torch.Tensor]) -> bool:
+    """Whether AdamW should run fused: only when every parameter is a floating-point tensor on CUDA, where the fused
+    kernel is the fastest path and steps like the per-parameter one. Elsewhere torch's default (foreach) stays, as
+    fused AdamW on CPU is a different code path with no speed benefit to the tiny CPU runs."""
+    params = list(params)
+    return bool(params) and all(p.device.type == "cuda" and p.is_floating_point() for p in params)
 
 
 def lr_multiplier(step: int, *, name: str, num_warmup_steps: int, num_training_steps: int) -> float:
@@ -131,4 +143,11 @@ class _Schedule:
         )
 
 
-__all__ = ["NO_DECAY_NAME_SUFFIXES", "build_optimizer", "build_scheduler", "lr_multiplier", "param_groups"]
+__all__ = [
+    "NO_DECAY_NAME_SUFFIXES",
+    "build_optimizer",
+    "build_scheduler",
+    "lr_multiplier",
+    "param_groups",
+    "use_fused_adamw",
+]

@@ -46,6 +46,7 @@ BAD_VALUES = {
     "synthetic_eval_size": ["-1"],
     "synthetic_classes_per_split": ["0"],
     "resolution": ["0"],
+    "torch_compile_backend": ["tensorrt", ""],
 }
 
 
