@@ -3,21 +3,7 @@
 from huggingface_hub.errors import StrictDataclassError
 from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
-from .clipzoo_validation import (
-    ACTIVATION,
-    BOOLEAN,
-    DROPOUT,
-    FINITE,
-    NON_NEGATIVE,
-    POSITIVE,
-    POSITIVE_INT,
-    TOKEN_ID,
-    Number,
-    OneOf,
-    check_extra_keys,
-    check_fields,
-    check_sub_config_dicts,
-)
+from .clipzoo_validation import ACTIVATION, BOOLEAN, DROPOUT, FINITE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, TOKEN_ID, Number, OneOf, check_extra_keys, check_fields, check_sub_config_dicts
 
 LOSS_TYPES = ("softmax", "sigmoid")
 

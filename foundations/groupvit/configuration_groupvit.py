@@ -5,22 +5,7 @@ assignment)."""
 from huggingface_hub.errors import StrictDataclassError
 from transformers import GroupViTConfig, GroupViTTextConfig, GroupViTVisionConfig
 
-from .clipzoo_validation import (
-    ACTIVATION,
-    BOOLEAN,
-    DROPOUT,
-    FINITE,
-    NON_NEGATIVE,
-    NON_NEGATIVE_INT,
-    POSITIVE,
-    POSITIVE_INT,
-    TOKEN_ID,
-    ListOf,
-    OneOf,
-    check_extra_keys,
-    check_fields,
-    check_sub_config_dicts,
-)
+from .clipzoo_validation import ACTIVATION, BOOLEAN, DROPOUT, FINITE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TOKEN_ID, ListOf, OneOf, check_extra_keys, check_fields, check_sub_config_dicts
 
 # Named shapes. "world-*" fit the embedded synthetic world on a CPU (64 px images, short captions); "gcc-yfcc" is the
 # released model (`nvidia/groupvit-gcc-yfcc`, official `group_vit_gcc_yfcc_30e`).
