@@ -83,6 +83,35 @@ def run_without_package(
     return result
 
 
+# What each Hub pipeline tag a card may carry is asked, to check the folder really answers it.
+_TAG_CHECKS = {
+    "zero-shot-image-classification": lambda pipe: pipe(
+        __import__("PIL.Image").Image.new("RGB", (32, 32), "red"), candidate_labels=["a circle", "a square"]
+    ),
+}
+
+
+def check_card_pipeline_tag(folder) -> None:
+    """The card's `pipeline_tag` is a task `pipeline(tag, model=folder)` serves; a card without one names the
+    folder's custom pipelines, and each of those loads with `trust_remote_code=True`."""
+    from huggingface_hub import ModelCard
+
+    folder = Path(folder)
+    card = ModelCard.load(folder / "README.md")
+    custom = json.loads((folder / "config.json").read_text()).get("custom_pipelines", {})
+    tag = card.data.pipeline_tag
+    if tag is None:
+        assert custom, f"{folder}: the card has no pipeline_tag and the folder no custom pipeline"
+    else:
+        assert tag in _TAG_CHECKS, f"{folder}: no check for the card's pipeline_tag {tag!r}; add one"
+        outputs = _TAG_CHECKS[tag](transformers.pipeline(tag, model=str(folder)))
+        assert outputs, (tag, outputs)
+    for task in custom:
+        assert task in card.text, f"{folder}: the card does not name the custom task {task!r}"
+        pipe = transformers.pipeline(task, model=str(folder), trust_remote_code=True)
+        assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
+
+
 class ClipZooModelTesterMixin:
     model_class: type
     # Output fields compared across save/load, remote code and checkpointing.
