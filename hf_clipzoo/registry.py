@@ -2,7 +2,9 @@
 
 Each method's package calls `register_method(...)` once; `register_all_methods()` imports every method package, so
 `AutoConfig` / `AutoModel` / `AutoProcessor` (and the task Auto classes a model declares in `_remote_auto_classes`)
-resolve the zoo's `model_type`s without `trust_remote_code`. `import hf_clipzoo` does not import torch or
+resolve the zoo's `model_type`s without `trust_remote_code`, and registers the custom pipelines the models declare
+(`_custom_pipelines`) with transformers' `PIPELINE_REGISTRY`, so `pipeline(task, model=model, processor=processor)`
+finds them. `import hf_clipzoo` does not import torch or
 transformers itself (the CLI answers `--help` without them); it calls `register_all_methods()` as soon as transformers
 is imported (`register_when_transformers_loads`), which is the earliest an Auto class can be used.
 """
@@ -84,9 +86,28 @@ def register_method(
 
 
 def register_all_methods() -> None:
-    """Import every method package (each registers itself); a no-op once they are imported."""
+    """Import every method package (each registers itself) and register their pipelines; a no-op once done."""
     for package in METHOD_PACKAGES:
         importlib.import_module(f"hf_clipzoo.models.{package}")
+    register_pipelines()
+
+
+def register_pipelines() -> None:
+    """Register the custom pipeline of every registered model (`_custom_pipelines`: task -> "module.Class").
+
+    After the method packages, because a pipeline module imports from them.
+    """
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    for info in list(_METHODS.values()):
+        for model_class in info.model_classes:
+            for task, reference in getattr(model_class, "_custom_pipelines", {}).items():
+                module_name, _, class_name = reference.rpartition(".")
+                pipeline_class = getattr(importlib.import_module(module_name), class_name)
+                if PIPELINE_REGISTRY.supported_tasks.get(task, {}).get("impl") is pipeline_class:
+                    continue
+                auto_class = getattr(importlib.import_module("transformers"), model_class._remote_auto_classes[0])
+                PIPELINE_REGISTRY.register_pipeline(task, pipeline_class, pt_model=auto_class, type="multimodal")
 
 
 class _RegisterOnceTransformersLoads:
@@ -194,5 +215,6 @@ __all__ = [
     "list_methods",
     "register_all_methods",
     "register_method",
+    "register_pipelines",
     "register_when_transformers_loads",
 ]

@@ -171,6 +171,39 @@ def run_cases_without_package(items, folder: Path) -> dict[str, PackagelessOutco
     }
 
 
+# What each Hub pipeline tag a card may carry is asked, to check the folder really answers it. Labels are the folder's
+# own classes where it has a fixed set (APE scores only the classes of its cache).
+def _zero_shot_image_classification(pipe):
+    from PIL import Image
+
+    labels = list(getattr(pipe.model.config, "class_names", None) or ["a circle", "a square"])[:2]
+    return pipe(Image.new("RGB", (32, 32), "red"), candidate_labels=labels)
+
+
+_TAG_CHECKS = {"zero-shot-image-classification": _zero_shot_image_classification}
+
+
+def check_card_pipeline_tag(folder) -> None:
+    """The card's `pipeline_tag` is a task `pipeline(tag, model=folder)` serves; a card without one names the
+    folder's custom pipelines, and each of those loads with `trust_remote_code=True`."""
+    from huggingface_hub import ModelCard
+
+    folder = Path(folder)
+    card = ModelCard.load(folder / "README.md")
+    custom = json.loads((folder / "config.json").read_text()).get("custom_pipelines", {})
+    tag = card.data.pipeline_tag
+    if tag is None:
+        assert custom, f"{folder}: the card has no pipeline_tag and the folder no custom pipeline"
+    else:
+        assert tag in _TAG_CHECKS, f"{folder}: no check for the card's pipeline_tag {tag!r}; add one"
+        outputs = _TAG_CHECKS[tag](transformers.pipeline(tag, model=str(folder)))
+        assert outputs, (tag, outputs)
+    for task in custom:
+        assert task in card.text, f"{folder}: the card does not name the custom task {task!r}"
+        pipe = transformers.pipeline(task, model=str(folder), trust_remote_code=True)
+        assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
+
+
 class ClipZooModelTesterMixin:
     model_class: type
     # Output fields compared across save/load, remote code and checkpointing.

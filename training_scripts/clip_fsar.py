@@ -427,7 +427,8 @@ def main(argv: list[str] | None = None) -> dict:
             datasets=["hf-clipzoo/embedded-world"],
             metrics={k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)},
             training_args=loggable_config(args),
-            pipeline_tag="video-classification",
+            # No Hub task takes a support set (`video-classification` refuses the folder): the card names the
+            # folder's custom `few-shot-video-classification` pipeline instead.
             task_type="video-classification",
             base_model=args.model_name_or_path
             if args.model_name_or_path

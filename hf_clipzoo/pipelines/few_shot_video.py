@@ -1,20 +1,30 @@
 """Few-shot video classification: labelled support videos + query videos -> a ranked label list per query.
 
-`FewShotVideoClassifier(model, processor)` works with any model of the zoo that scores an N-way episode the way
-CLIP-FSAR does (`model(support_pixel_values, support_labels, query_pixel_values, class_input_ids, ...)` returning
-`logits [N·Q, N]` = negative alignment distances). It is a plain callable rather than a `transformers.Pipeline`:
-a pipeline maps one input to one output, while an episode is a *set* of supports that only makes sense together
-with its queries.
+`FewShotVideoClassifier` works with any model of the zoo that scores an N-way episode the way CLIP-FSAR does
+(`model(support_pixel_values, support_labels, query_pixel_values, class_input_ids, ...)` returning `logits [N·Q, N]` =
+negative alignment distances). It is a `transformers.Pipeline` registered as the custom task
+`few-shot-video-classification`; one input is one *episode* (supports, their labels and queries), since supports only
+make sense together with their queries. Every saved CLIP-FSAR folder carries the pipeline, so
+
+    >>> from transformers import pipeline
+    >>> classify = pipeline("few-shot-video-classification", model="path/to/clip_fsar", trust_remote_code=True)
+    >>> classify(support_videos, support_labels, query_videos)  # per query: [{"label", "score"}, ...] best first
+
+works with or without hf_clipzoo installed (with it, `FewShotVideoClassifier(model, processor)` too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
+from transformers import Pipeline
+
+# Not a Hub task and not a transformers built-in: the Hub's `video-classification` has no support set.
+TASK = "few-shot-video-classification"
 
 
-class FewShotVideoClassifier:
+class FewShotVideoClassifier(Pipeline):
     """Classify query videos among the classes of labelled support videos.
 
     Args:
@@ -24,29 +34,50 @@ class FewShotVideoClassifier:
 
     Call with `support_videos` (K videos for each class; lists of PIL frames, `[T, H, W, 3]` uint8 arrays or video
     files), `support_labels` (their class names, strings; every class needs the same number of videos) and
-    `query_videos`. Returns, per query, `[{"label": name, "score": p}, ...]` sorted by score, where the scores are the
-    softmax over the classes of the negative distances (`top_k` keeps the best ones).
+    `query_videos`, or with one dict (or a list of dicts, one per episode) holding those three keys. Returns, per query,
+    `[{"label": name, "score": p}, ...]` sorted by score, where the scores are the softmax over the classes of the
+    negative distances (`top_k` keeps the best ones).
     """
 
-    def __init__(self, model, processor, device: str | torch.device | None = None):
-        self.model = model
-        self.processor = processor
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        if device is not None:
-            self.model.to(self.device)
+    _load_processor = True
+    _load_tokenizer = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_video_processor = False
 
-    def __call__(
-        self,
-        support_videos: Sequence,
-        support_labels: Sequence[str],
-        query_videos: Sequence,
-        top_k: int | None = None,
-    ) -> list[list[dict]]:
+    def __init__(self, model, processor=None, *, device=None, **kwargs):
+        if processor is None:
+            raise ValueError("`processor` is required: the model's CLIPFSARProcessor (videos and class prompts).")
+        super().__init__(model=model, processor=processor, device=model.device if device is None else device, **kwargs)
+
+    def __call__(self, support_videos, support_labels=None, query_videos=None, **kwargs):
+        if support_labels is None and query_videos is None:  # one episode dict, or a list of them
+            return super().__call__(support_videos, **kwargs)
+        episode = {"support_videos": support_videos, "support_labels": support_labels, "query_videos": query_videos}
+        return super().__call__(episode, **kwargs)
+
+    def _sanitize_parameters(self, top_k=None):
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"`top_k` must be >= 1 or None, got {top_k!r}.")
+        return {}, {}, {"top_k": top_k}
+
+    def preprocess(self, episode):
+        if not isinstance(episode, Mapping) or set(episode) != {"support_videos", "support_labels", "query_videos"}:
+            raise ValueError(
+                "Pass `support_videos, support_labels, query_videos`, or a dict with exactly those keys; got "
+                f"{type(episode).__name__}{sorted(episode) if isinstance(episode, Mapping) else ''}."
+            )
+        support_videos, support_labels = episode["support_videos"], episode["support_labels"]
+        query_videos = episode["query_videos"]
         if not isinstance(support_videos, Sequence) or len(support_videos) == 0:
             raise ValueError("`support_videos` must be a non-empty list of videos.")
         if not isinstance(query_videos, Sequence) or len(query_videos) == 0:
             raise ValueError("`query_videos` must be a non-empty list of videos.")
-        if isinstance(support_labels, str) or len(support_labels) != len(support_videos):
+        if (
+            isinstance(support_labels, str)
+            or not isinstance(support_labels, Sequence)
+            or len(support_labels) != len(support_videos)
+        ):
             raise ValueError(
                 f"`support_labels` must be a list with one class name per support video ({len(support_videos)}), "
                 f"got {support_labels!r}."
@@ -57,27 +88,30 @@ class FewShotVideoClassifier:
         counts = {name: list(support_labels).count(name) for name in class_names}
         if len(set(counts.values())) != 1:
             raise ValueError(f"Every class needs the same number of support videos (K); got {counts}.")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"`top_k` must be >= 1 or None, got {top_k}.")
         index = {name: i for i, name in enumerate(class_names)}
-
-        support = self.processor(videos=list(support_videos), return_tensors="pt")["pixel_values"]
-        query = self.processor(videos=list(query_videos), return_tensors="pt")["pixel_values"]
         text = self.processor(class_names=class_names, return_tensors="pt")
+        return {
+            "support_pixel_values": self.processor(videos=list(support_videos), return_tensors="pt")["pixel_values"],
+            "support_labels": torch.tensor([index[name] for name in support_labels]),
+            "query_pixel_values": self.processor(videos=list(query_videos), return_tensors="pt")["pixel_values"],
+            "class_input_ids": text["input_ids"],
+            "class_attention_mask": text["attention_mask"],
+            "class_names": class_names,
+        }
+
+    def _forward(self, model_inputs):
+        class_names = model_inputs.pop("class_names")
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
-                logits = self.model(
-                    support_pixel_values=support.to(self.device),
-                    support_labels=torch.tensor([index[name] for name in support_labels], device=self.device),
-                    query_pixel_values=query.to(self.device),
-                    class_input_ids=text["input_ids"].to(self.device),
-                    class_attention_mask=text["attention_mask"].to(self.device),
-                ).logits
+            logits = self.model(**model_inputs).logits
         finally:
             self.model.train(was_training)
-        scores = logits.float().softmax(dim=-1).cpu()
+        return {"logits": logits, "class_names": class_names}
+
+    def postprocess(self, model_outputs, top_k=None):
+        class_names = model_outputs["class_names"]
+        scores = model_outputs["logits"].float().softmax(dim=-1).cpu()
         keep = len(class_names) if top_k is None else min(top_k, len(class_names))
         results = []
         for row in scores:
@@ -91,4 +125,4 @@ class FewShotVideoClassifier:
         return results
 
 
-__all__ = ["FewShotVideoClassifier"]
+__all__ = ["TASK", "FewShotVideoClassifier"]

@@ -12,6 +12,7 @@ from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.data.synthetic import WorldConfig
 from hf_clipzoo.data.synthetic.classification import make_classification
 from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
+from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import load_training_script
 from tests.training_scripts.shared_launch import in_shared_launch
 
@@ -65,6 +66,7 @@ def test_builds_searches_on_val_trains_and_saves(tmp_path, encoder_dir, monkeypa
     final = out / "final"
     for name in ("config.json", "model.safetensors", "processor_config.json", "results.json", "README.md"):
         assert (final / name).is_file(), name
+    check_card_pipeline_tag(final)
     assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
     assert sorted(p.name for p in (out / "ape_t").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     results = json.loads((final / "results.json").read_text())

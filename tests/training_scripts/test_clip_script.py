@@ -19,6 +19,7 @@ import hf_clipzoo  # noqa: F401  (registers the zoo classes)
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
 from hf_clipzoo.data.synthetic.writers import write_imagefolder
 from hf_clipzoo.training import read_jsonl_log
+from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
 
 TINY_RUN = [
@@ -51,6 +52,7 @@ def test_trains_evaluates_checkpoints_and_saves(tmp_path):
     results = json.loads((final / "results.json").read_text())
     assert results["step"] == 4 and results["train/loss"] == pytest.approx(metrics["train/loss"])
     card = (final / "README.md").read_text()
+    check_card_pipeline_tag(final)
     assert "model-index" in card and "hub_token" not in card
     steps = [r["step"] for r in read_jsonl_log(out / "logs" / "metrics.jsonl") if "train/loss" in r]
     assert steps[:4] == [1, 2, 3, 4]

@@ -13,6 +13,7 @@ from hf_clipzoo.data.subcaptions import DREAMLIP_CSV_COLUMNS
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
 from hf_clipzoo.models.dreamlip import DreamLIPModel
 from hf_clipzoo.training import read_jsonl_log
+from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import load_training_script
 from tests.training_scripts.shared_launch import in_shared_launch
 
@@ -65,6 +66,7 @@ def test_fine_tunes_a_baseline_with_both_losses(baseline, tmp_path):
     assert 0 < delta.abs().max() < 0.05
     assert (out / "final" / "README.md").is_file() and (out / "checkpoint-3").is_dir()
     assert "DreamLIP" in (out / "final" / "README.md").read_text()
+    check_card_pipeline_tag(out / "final")
 
 
 def test_circle_loss_flag_trains_with_the_released_multi_positive_term(baseline, tmp_path):

@@ -8,6 +8,7 @@ import torch
 from hf_clipzoo import FFFModel, ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.training import read_jsonl_log
+from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import load_training_script
 from tests.training_scripts.shared_launch import in_shared_launch
 
@@ -53,6 +54,7 @@ def test_fine_tunes_a_baseline_with_mining_and_pseudo_captions(baseline, tmp_pat
     model = FFFModel.from_pretrained(out / "final")
     assert model.config.mining_text_text_threshold == 0.99 and model.config.mining_image_image_threshold is None
     assert (out / "final" / "README.md").is_file() and (out / "checkpoint-3").is_dir()
+    check_card_pipeline_tag(out / "final")
     assert json.loads((out / "final" / "results.json").read_text())["step"] == 3
 
 

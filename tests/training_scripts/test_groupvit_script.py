@@ -8,6 +8,7 @@ import torch
 
 from hf_clipzoo.models.groupvit import ZooGroupViTModel
 from hf_clipzoo.training import read_jsonl_log
+from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import load_training_script
 from tests.training_scripts.shared_launch import in_shared_launch
 
@@ -34,6 +35,7 @@ def test_trains_evaluates_and_resumes(tmp_path):
     final = out / "final"
     assert (final / "model.safetensors").is_file() and (final / "README.md").is_file()
     assert "GroupViT" in (final / "README.md").read_text()
+    check_card_pipeline_tag(final)
     model = ZooGroupViTModel.from_pretrained(final)
     assert model.config.num_prompts == 3
     assert json.loads((final / "results.json").read_text())["step"] == 2

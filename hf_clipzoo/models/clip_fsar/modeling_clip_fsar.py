@@ -204,6 +204,7 @@ class CLIPFSARModel(RemoteCodeModelMixin, CLIPFSARPreTrainedModel):
     """CLIP-FSAR: CLIP frame features + text-modulated prototypes + OTAM matching, trained episodically."""
 
     _remote_auto_classes = ("AutoModel",)
+    _custom_pipelines = {"few-shot-video-classification": "hf_clipzoo.pipelines.few_shot_video.FewShotVideoClassifier"}
     # Built from a CLIP baseline: the temporal transformer and the video-text scale are new; the baseline's
     # image-text temperature (and a SigLIP's bias) have no place in the episodic losses.
     _keys_to_ignore_on_load_missing = [r"^temporal_transformer\.", r"^video_text_scale$"]
