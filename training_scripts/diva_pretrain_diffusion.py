@@ -38,7 +38,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from hf_clipzoo.backbones.tokenizer import load_clip_tokenizer
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
-from hf_clipzoo.hub.model_card import render_model_card, save_model_card
+from hf_clipzoo.hub.model_card import count_parameters, render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel
 from hf_clipzoo.models.diva.diffusion import (
     DIFFUSION_PRESETS,
@@ -253,11 +253,14 @@ def main(argv: list[str] | None = None) -> dict:
         (output_dir / "diva_diffusion.json").write_text(json.dumps(extras, indent=2) + "\n")
         card = render_model_card(
             "diva", model_id=output_dir.name, datasets=["hf-clipzoo/embedded-world"], training_args=vars(args),
-            pipeline_tag="text-to-image",
+            pipeline_tag="text-to-image", library_name="diffusers",
+            num_parameters=count_parameters(vae, unet, text_encoder),
+            evaluation_protocol=f"Validation losses on {args.eval_size} held-out images of the embedded world's `val` "
+            "split after the last step, with fixed noise and timesteps (seed of the run), with the images' own and "
+            "with shuffled captions; the VAE's reconstruction error on the same images.",
             # Training and validation losses describe the run, not an evaluation: the card's table, no model-index.
             extra={"folder_kind": "diffusion", "image_size": args.resolution, "validation": metrics},
         )  # fmt: skip
-        card.data.library_name = "diffusers"
         save_model_card(output_dir, card)
     accelerator.wait_for_everyone()
     logger.info("Done: %s", json.dumps(metrics))

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from hf_clipzoo.data.collate import UnreadableSample, clean_caption, decode_image
 from hf_clipzoo.eval.outcomes import save_outcomes
 from hf_clipzoo.eval.segmentation import evaluate_world_segmentation
-from hf_clipzoo.hub.model_card import render_model_card, save_model_card
+from hf_clipzoo.hub.model_card import count_parameters, render_model_card, save_model_card
 from hf_clipzoo.losses.contrastive import clamp_logit_scale_
 from hf_clipzoo.models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, ZooGroupViTProcessor
 from hf_clipzoo.models.groupvit.processing_groupvit import build_groupvit_processor, build_prompts
@@ -59,6 +59,7 @@ from hf_clipzoo.training.arguments import (
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.training.hub import card_model_name, image_text_evaluation_protocol
 from hf_clipzoo.training.image_text import (
     add_image_text_data_arguments,
     build_train_batches,
@@ -395,15 +396,14 @@ def main(argv: list[str] | None = None) -> dict:
         card = render_model_card(
             "groupvit",
             model_id=args.hub_model_id or final_dir.name,
+            model_name=card_model_name(args, "groupvit"),
             datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
             metrics=metrics,
             training_args=loggable_config(args),
             pipeline_tag="zero-shot-image-classification",
-            base_model=args.model_name_or_path
-            if args.model_name_or_path
-            and "/" in args.model_name_or_path
-            and not Path(args.model_name_or_path).exists()
-            else None,
+            base_model=args.model_name_or_path,
+            num_parameters=count_parameters(unwrapped),
+            evaluation_protocol=image_text_evaluation_protocol(args, metrics),
         )
         save_model_card(final_dir, card)
         if args.push_to_hub:

@@ -303,6 +303,45 @@ def render_model_card(
     )
 
 
+def card_rule_violations(card: ModelCard | str) -> list[str]:
+    """What keeps a card from the Hub's (and a reviewer's) expectations, empty when it has none: metadata naming
+    local paths, model-index entries that are not evaluation results with a standard metric type and a Hub task, a
+    title or model-index name that is the `final` folder's name, missing parameter count, intended / out-of-scope
+    uses or evaluation protocol, no widget where the pipeline tag has one. Checks cards written by any version."""
+    card = card if isinstance(card, ModelCard) else ModelCard(card)
+    data, problems = card.data, []
+    front = str(card).split("---", 2)[1]
+    if LOCAL_PREFIX in front or scrub_string(front) != front:
+        problems.append("the metadata names a local path or a credential")
+    bases = data.base_model if isinstance(data.base_model, list) else [data.base_model] * (data.base_model is not None)
+    problems += [f"base_model {name!r} is not a Hub id" for name in bases if not is_hub_id(name)]
+    problems += [f"datasets entry {name!r} is not a Hub id" for name in data.datasets or [] if not is_hub_id(name)]
+    for result in data.eval_results or []:
+        if (
+            result.metric_type not in HUB_METRIC_TYPES
+            or hub_metric_type(result.metric_name or "") != result.metric_type
+        ):
+            problems.append(f"model-index metric {result.metric_name!r} ({result.metric_type!r}) is not an evaluation "
+                            "result with a standard metric type")  # fmt: skip
+        if result.task_type not in HUB_TASKS:
+            problems.append(f"model-index task {result.task_type!r} is not a Hub task")
+        if not is_hub_id(result.dataset_type):
+            problems.append(f"model-index dataset {result.dataset_type!r} is not a Hub id")
+    body = card.text
+    title = next((line[2:].strip() for line in body.splitlines() if line.startswith("# ")), None)
+    for name, what in ((title, "title"), (data.model_name if data.eval_results else title, "model-index name")):
+        if not name or name == "final":
+            problems.append(f"the {what} is {name!r}: pass --hub_model_id or --model_name")
+    if not re.search(r"## Model size\s+[\d,]+ parameters", body):
+        problems.append("no parameter count")
+    for section in ("Intended uses", "Out-of-scope uses", "Evaluation protocol"):
+        if f"\n## {section}\n" not in body:
+            problems.append(f"no '{section}' section")
+    if data.pipeline_tag in WIDGETS and not getattr(data, "widget", None):
+        problems.append(f"no widget for pipeline_tag {data.pipeline_tag!r}")
+    return problems
+
+
 def save_model_card(folder: str | os.PathLike, card: ModelCard) -> Path:
     """Write the card as `folder/README.md` (what the Hub shows)."""
     if not isinstance(card, ModelCard):
@@ -323,6 +362,7 @@ __all__ = [
     "TEMPLATES_DIR",
     "WIDGETS",
     "available_templates",
+    "card_rule_violations",
     "count_parameters",
     "hub_metric_type",
     "is_hub_id",
