@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.models.groupvit import ZooGroupViTModel
 from hf_clipzoo.training import read_jsonl_log
 from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
@@ -35,6 +36,7 @@ def test_trains_evaluates_and_resumes(tmp_path):
     final = out / "final"
     assert (final / "model.safetensors").is_file() and (final / "README.md").is_file()
     assert "GroupViT" in (final / "README.md").read_text()
+    assert card_rule_violations((final / "README.md").read_text()) == []
     model = ZooGroupViTModel.from_pretrained(final)
     assert model.config.num_prompts == 3
     assert json.loads((final / "results.json").read_text())["step"] == 2
