@@ -208,3 +208,14 @@ def test_unknown_pipeline_tag_task_keeps_results_out_of_the_model_index():
 def test_local_or_bare_names_never_reach_the_metadata(name):
     card = render_model_card("clip", model_id="m", base_model=name, datasets=[name])
     assert card.data.base_model is None and card.data.datasets is None
+
+
+def test_blank_model_name_flag_is_refused(capsys):
+    from hf_clipzoo.training.arguments import add_run_arguments, check_shared_arguments
+
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, output_dir="runs/x")
+    args = parser.parse_args(["--model_name", " "])
+    with pytest.raises(SystemExit):
+        check_shared_arguments(parser, args)
+    assert "--model_name must be a non-empty single-line name" in capsys.readouterr().err
