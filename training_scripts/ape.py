@@ -487,6 +487,10 @@ def main(argv: list[str] | None = None) -> dict:
         metrics={k: v for k, v in metrics.items() if "/" in k}, results={"method": main_name, **metrics},
         tags=["few-shot", "tip-adapter", "ape-t" if args.train else "training-free"],
         task_type="image-classification",
+        evaluation_protocol=f"{args.shots} labelled images per class ({len(class_names)} classes) from the "
+        f"`{args.train_split}` split build the cache; the hyper-parameters (α, β, γ) and the training epoch are "
+        f"searched on the `{args.val_split}` split; the accuracies are measured once on the `{args.test_split}` "
+        "split, which is never searched on.",
         extra={"method_name": main_name, "shots": args.shots, "class_names": class_names},
     )  # fmt: skip
     if args.save_baselines and accelerator.is_main_process:

@@ -60,7 +60,7 @@ from hf_clipzoo.data.video import preprocess_videos
 from hf_clipzoo.eval.few_shot import otam_distance
 from hf_clipzoo.eval.metrics import episode_accuracy_with_ci
 from hf_clipzoo.eval.outcomes import save_outcomes
-from hf_clipzoo.hub.model_card import render_model_card, save_model_card
+from hf_clipzoo.hub.model_card import count_parameters, render_model_card, save_model_card
 from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor
 from hf_clipzoo.training import (
     StepMeter,
@@ -80,6 +80,7 @@ from hf_clipzoo.training.arguments import (
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.training.hub import card_model_name, episodic_evaluation_protocol
 from hf_clipzoo.validation import NON_NEGATIVE, POSITIVE_INT, ListOf
 
 logger = logging.getLogger("clip_fsar")
@@ -424,17 +425,18 @@ def main(argv: list[str] | None = None) -> dict:
         card = render_model_card(
             "clip_fsar",
             model_id=args.hub_model_id or final_dir.name,
+            model_name=card_model_name(args, "clip_fsar"),
             datasets=["hf-clipzoo/embedded-world"],
             metrics={k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)},
             training_args=loggable_config(args),
             # No Hub task takes a support set (`video-classification` refuses the folder): the card names the
             # folder's custom `few-shot-video-classification` pipeline instead.
             task_type="video-classification",
-            base_model=args.model_name_or_path
-            if args.model_name_or_path
-            and "/" in args.model_name_or_path
-            and not Path(args.model_name_or_path).exists()
-            else None,
+            base_model=args.model_name_or_path,
+            num_parameters=count_parameters(unwrapped),
+            evaluation_protocol=episodic_evaluation_protocol(
+                args.way, args.val_episodes, args.test_shots, args.test_episodes, args.eval_query, args.eval_steps
+            ),
             extra={"use_text": unwrapped.config.use_text, "test_shots": args.test_shots, "way": args.way},
         )
         save_model_card(final_dir, card)

@@ -47,7 +47,7 @@ from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.data.images import to_rgb_image
 from hf_clipzoo.eval.mmvp import evaluate_mmvp
 from hf_clipzoo.eval.outcomes import save_outcomes
-from hf_clipzoo.hub.model_card import render_model_card, save_model_card
+from hf_clipzoo.hub.model_card import count_parameters, local_reference, render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel, ZooCLIPProcessor
 from hf_clipzoo.models.diva import DivaConfig, DivaModel, DivaPipeline
 from hf_clipzoo.models.diva.configuration_diva import (
@@ -75,6 +75,7 @@ from hf_clipzoo.training.arguments import (
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.training.hub import card_model_name, image_text_evaluation_protocol
 from hf_clipzoo.training.image_text import add_image_text_data_arguments, evaluate_image_text, load_image_text_data
 from hf_clipzoo.validation import NON_NEGATIVE_INT, POSITIVE_INT
 
@@ -278,6 +279,21 @@ class OfficialMMVPFeatures(torch.nn.Module):
     def get_image_features(self, pixel_values):
         tokens = self.condition_model(pixel_values=pixel_values).visual_tokens
         return tokens[:, 0] + tokens[:, 1:].mean(dim=1)
+
+
+def diva_evaluation_protocol(args, metrics: dict) -> str:
+    """The cards' evaluation protocol: the same MMVP pairs and image-text sets, before and after post-training."""
+    if args.mmvp_benchmark_dir:
+        mmvp = f"MMVP-VLM (`{local_reference(args.mmvp_benchmark_dir)}`, {args.mmvp_image_feature} image features)"
+    elif args.mmvp_pairs:
+        mmvp = f"{args.mmvp_pairs} MMVP-style image pairs of the embedded world"
+    else:
+        mmvp = None
+    after = {key.replace("/after/", "/"): value for key, value in metrics.items() if "/after/" in key}
+    parts = [f"MMVP pair accuracy on {mmvp}." if mmvp else "No MMVP evaluation.",
+             image_text_evaluation_protocol(args, after) or "",
+             "The starting CLIP is measured on the same data with the same seeds (`before`; `delta` = after − before)."]  # fmt: skip
+    return " ".join(part for part in parts if part)
 
 
 def evaluate_clip(
@@ -507,17 +523,22 @@ def main(argv: list[str] | None = None) -> dict:
         for folder in ("clip_vision", "condition_model"):  # vision-only: the image processor, not the tokenizer
             image_processor.save_pretrained(final_dir / folder)
         (final_dir / "results.json").write_text(json.dumps({"step": global_step, **metrics}, indent=2) + "\n")
-        base_model = (
-            args.model_name_or_path
-            if "/" in args.model_name_or_path and not Path(args.model_name_or_path).exists()
-            else None
-        )
+        parameters = {
+            "clip": count_parameters(clip),
+            "pipeline": count_parameters(vae, unet, unwrapped),
+            "condition_model": count_parameters(unwrapped),
+            "clip_vision": count_parameters(unwrapped.vision_model),
+        }
         for kind, folder in (("clip", "clip"), ("pipeline", "."), ("condition_model", "condition_model"),
                              ("clip_vision", "clip_vision")):  # fmt: skip
             card = render_model_card(
                 "diva",
                 # Only final/clip is pushed; locally each card's snippets load the folder it sits in, by its name.
                 model_id=args.hub_model_id or (final_dir.name if folder == "." else folder),
+                model_name=card_model_name(args, "diva", None if kind == "clip" else kind),
+                library_name="diffusers" if kind == "pipeline" else "transformers",
+                num_parameters=parameters[kind],
+                evaluation_protocol=diva_evaluation_protocol(args, metrics),
                 datasets=["hf-clipzoo/embedded-world"] if args.dataset == "synthetic" else [args.dataset],
                 # The model-index describes this model: its own (after) numbers; the baseline and deltas get a table.
                 metrics={k: v for k, v in metrics.items() if "/before/" not in k and "/delta/" not in k},
@@ -528,10 +549,8 @@ def main(argv: list[str] | None = None) -> dict:
                 },
                 training_args=loggable_config(args),
                 pipeline_tag="zero-shot-image-classification" if kind == "clip" else None,
-                base_model=base_model,
+                base_model=args.model_name_or_path,
             )
-            if kind == "pipeline":
-                card.data.library_name = "diffusers"
             save_model_card(final_dir / folder, card)
         if args.push_to_hub:
             push_folder_to_hub(final_dir / "clip", args.hub_model_id, token=args.hub_token)

@@ -41,7 +41,7 @@ from hf_clipzoo.data.episodes import EpisodeSampler
 from hf_clipzoo.data.synthetic.videos import ACTION_CLASSES, make_action_videos
 from hf_clipzoo.eval.few_shot import evaluate_episodes
 from hf_clipzoo.eval.outcomes import save_outcomes
-from hf_clipzoo.hub.model_card import render_model_card, save_model_card
+from hf_clipzoo.hub.model_card import count_parameters, render_model_card, save_model_card
 from hf_clipzoo.models.clip import ZooCLIPModel
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.models.ma_clip.peft_ma_clip import get_ma_clip_peft_model, save_ma_clip_adapter
@@ -64,6 +64,7 @@ from hf_clipzoo.training.arguments import (
     check_shared_arguments,
     loggable_config,
 )
+from hf_clipzoo.training.hub import card_model_name, episodic_evaluation_protocol
 from hf_clipzoo.validation import POSITIVE_INT, ListOf, Number
 
 logger = logging.getLogger("ma_clip")
@@ -172,22 +173,33 @@ def save_folders(args, peft_model, processor, metrics: dict, output_dir: Path) -
     )
     # Merging folds the LoRA baseline into the frozen weights (the anchor's zero B leaves them as they are) and
     # swaps PEFT's `modules_to_save` wrappers for the trained modules: a plain MACLIPModel.
-    peft_model.merge_and_unload().save_pretrained(folders["final"])
+    # What adapter_model.safetensors holds: the trainable modules (before merging folds them away).
+    adapter_parameters = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    merged = peft_model.merge_and_unload()
+    merged.save_pretrained(folders["final"])
     processor.save_pretrained(folders["final"])
     (folders["final"] / "results.json").write_text(json.dumps(metrics, indent=2))
+    full_parameters = count_parameters(merged)  # the base has the same modules, untrained
+    protocol = episodic_evaluation_protocol(
+        args.way, args.val_episodes, args.test_shots, args.test_episodes, args.query_per_class, args.eval_steps
+    )
     for kind, folder in folders.items():
         card = render_model_card(
-            "ma_clip", model_id=ids[kind] if ids else folder.name, datasets=["hf-clipzoo/embedded-world"],
+            "ma_clip", model_id=ids[kind] if ids else folder.name,
+            model_name=card_model_name(args, "ma_clip", None if kind == "final" else kind),
+            datasets=["hf-clipzoo/embedded-world"],
             metrics=metrics if kind != "base" else None, training_args=loggable_config(args),
-            # The Hub's `base_model` must be a repository id; without --hub_model_id the base is a local folder.
-            base_model=(ids["base"] if ids else None) if kind == "adapter" else args.model_name_or_path,
+            # The adapter's base is the `base` folder: a Hub id with --hub_model_id, else a local folder that
+            # render_model_card keeps out of the metadata.
+            base_model=(ids["base"] if ids else str(folders["base"])) if kind == "adapter" else args.model_name_or_path,
+            library_name="peft" if kind == "adapter" else "transformers",
             tags=["few-shot", "video", "peft"], task_type="video-classification",
+            num_parameters=adapter_parameters if kind == "adapter" else full_parameters,
+            evaluation_protocol=protocol if kind != "base" else None,
             extra={"peft_method": args.peft_method, "test_shots": args.test_shots, "folder_kind": kind,
                    # Locally the cards name the sibling folders, as a user who `cd`s into the output directory sees them.
                    "base_reference": ids["base"] if ids else "base", "ids": ids or {n: n for n in folders}},
         )  # fmt: skip
-        if kind == "adapter":
-            card.data.library_name = "peft"
         save_model_card(folder, card)
     if args.push_to_hub:
         for kind in ("base", "adapter", "final"):

@@ -127,6 +127,12 @@ def add_run_arguments(
         )
     run.add_argument("--push_to_hub", action="store_true", help="Upload the final model folder to the Hub.")
     run.add_argument("--hub_model_id", default=None, help="Repository id for --push_to_hub.")
+    run.add_argument(
+        "--model_name",
+        default=None,
+        help="Title and model-index name of the model card (default: the repository name of --hub_model_id, else "
+        "<method>-<output_dir name>).",
+    )
     run.add_argument("--hub_token", default=None, help="Token for --push_to_hub (default: the logged-in one).")
     return run
 
@@ -146,6 +152,9 @@ def check_shared_arguments(parser: argparse.ArgumentParser, args: argparse.Names
     check_flags(parser, args, SHARED_FLAG_RULES)
     if getattr(args, "push_to_hub", False) and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id.")
+    model_name = getattr(args, "model_name", None)
+    if model_name is not None and (not model_name.strip() or "\n" in model_name):
+        parser.error(f"--model_name must be a non-empty single-line name, got {model_name!r}.")
     stop, total = getattr(args, "stop_after_step", None), getattr(args, "max_train_steps", None)
     if stop is not None and total is not None and stop > total:
         parser.error(f"--stop_after_step must be at most --max_train_steps ({total}), got {stop}.")

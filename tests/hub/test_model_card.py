@@ -30,12 +30,15 @@ def test_every_template_renders_parsable_metadata(method, tmp_path):
     assert data.library_name == "transformers" and data.license == "apache-2.0"
     assert data.pipeline_tag == "zero-shot-image-classification" and data.base_model == "org/base"
     assert {"hf-clipzoo", method} <= set(data.tags) and data.datasets == ["hf-clipzoo/embedded-world"]
-    results = {r.metric_type: r.metric_value for r in data.eval_results}
+    results = {(r.metric_type, r.metric_name): r.metric_value for r in data.eval_results}
     # The model-index holds exactly the finite evaluation numbers passed in: no training loss, no counts, no NaN.
-    assert results == {"zero_shot/top1_accuracy": 0.4375, "retrieval/image_to_text_R@1": 0.25}
+    assert results == {
+        ("accuracy", "zero_shot/top1_accuracy"): 0.4375,
+        ("recall", "retrieval/image_to_text_R@1"): 0.25,
+    }
     assert "hf_secret" not in text and "hub_token" not in text
     assert "None" not in text.split("---", 2)[2]  # absent optional arguments do not render as "None"
-    assert "org/tiny" in text and "```bibtex" in text
+    assert "org/tiny" in text and "```bibtex" in text and "\n# tiny\n" in text
 
 
 def test_without_metrics_or_datasets(tmp_path):
@@ -61,20 +64,28 @@ def test_model_index_tasks_datasets_and_tables():
         pipeline_tag="zero-shot-image-classification", dataset_name="Eval set",
     )  # fmt: skip
     got = {
-        (r.task_type, r.dataset_type, r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results
+        (r.task_type, r.dataset_type, r.dataset_name, r.metric_type, r.metric_name): r.metric_value
+        for r in card.data.eval_results
     }
     # Written out by hand: the group decides the task, the pipeline tag covers groups without a known task.
     assert got == {
-        ("zero-shot-image-classification", "org/eval-set", "Eval set", "zero_shot/top1_accuracy"): 0.5,
-        ("image-text-retrieval", "org/eval-set", "Eval set", "retrieval/text_to_image_R@5"): 0.75,
-        ("zero-shot-image-classification", "org/eval-set", "Eval set", "mmvp/pair_accuracy"): 0.25,
+        ("zero-shot-image-classification", "org/eval-set", "Eval set", "accuracy", "zero_shot/top1_accuracy"): 0.5,
+        ("image-feature-extraction", "org/eval-set", "Eval set", "recall", "retrieval/text_to_image_R@5"): 0.75,
+        ("zero-shot-image-classification", "org/eval-set", "Eval set", "accuracy", "mmvp/pair_accuracy"): 0.25,
     }
     body = _body(card)
     # Every metric, including training statistics and counts, is in the results table with 4 decimals.
     for name, value in metrics.items():
         assert f"| `{name}` | {value:.4f} |" in body
-    forced = render_model_card("clip", model_id="m", datasets=["d"], metrics=metrics, task_type="custom-task")
-    assert {r.task_type for r in forced.data.eval_results} == {"custom-task"}
+    # task_type covers the groups without a task of their own; the evaluators' groups keep theirs.
+    few_shot = {"test/5way_1shot_accuracy": 0.5, "zero_shot/top1_accuracy": 0.25}
+    forced = render_model_card(
+        "clip", model_id="m", datasets=["org/d"], metrics=few_shot, task_type="video-classification"
+    )
+    assert {r.metric_name: r.task_type for r in forced.data.eval_results} == {
+        "test/5way_1shot_accuracy": "video-classification",
+        "zero_shot/top1_accuracy": "zero-shot-image-classification",
+    }
     # Without a dataset there is nothing to attach results to: the numbers stay in the table only.
     no_dataset = render_model_card(
         "clip", model_id="m", metrics=metrics, pipeline_tag="zero-shot-image-classification"
@@ -130,6 +141,9 @@ def test_minimal_card_has_no_placeholder_junk():
         ({"datasets": "hf-clipzoo/embedded-world"}, "datasets must be a list"),
         ({"tags": [""]}, "tags must be a list"),
         ({"extra": {"model_id": "other"}}, "extra must not redefine"),
+        ({"task_type": "image-text-retrieval"}, "task_type must be one of the Hub's tasks"),
+        ({"num_parameters": -1}, "num_parameters must be a non-negative int"),
+        ({"model_name": "two\nlines"}, "model_name must be a non-empty single-line name"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):
@@ -138,7 +152,7 @@ def test_bad_arguments_raise_clear_errors(kwargs, message):
 
 
 def test_save_model_card(tmp_path):
-    card = render_model_card("clip", model_id="org/m", metrics={"zero_shot/top1_accuracy": 0.5}, datasets=["d"])
+    card = render_model_card("clip", model_id="org/m", metrics={"zero_shot/top1_accuracy": 0.5}, datasets=["org/d"])
     path = save_model_card(tmp_path / "new" / "folder", card)
     assert path.name == "README.md" and ModelCard.load(path).data.eval_results[0].metric_value == 0.5
     with pytest.raises(ValueError, match="ModelCard"):

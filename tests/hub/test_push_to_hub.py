@@ -120,7 +120,7 @@ def test_push_folder_to_hub_uploads_the_rendered_card(fake_hub, tmp_path):
     # The Hub sees the card's metadata, with the run's numbers in the model-index.
     info = HfApi().model_info("org/final")
     assert info.pipeline_tag == "zero-shot-image-classification" and "hf-clipzoo" in info.tags
-    results = {r.metric_type: r.metric_value for r in ModelCard(uploaded["README.md"].decode()).data.eval_results}
+    results = {r.metric_name: r.metric_value for r in ModelCard(uploaded["README.md"].decode()).data.eval_results}
     assert results == {"zero_shot/top1_accuracy": 0.625, "retrieval/image_to_text_R@1": 0.5}
     # Pushing again (exist_ok) with unchanged files makes no new commit.
     assert push_folder_to_hub(folder, "org/final") == url

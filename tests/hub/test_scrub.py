@@ -129,9 +129,10 @@ def test_loggable_config_is_scrubbed():
 
 
 def test_card_metadata_names_hub_ids_only(tmp_path):
-    from hf_clipzoo.training.hub import _is_hub_id
+    from hf_clipzoo.hub.model_card import is_hub_id
 
     (tmp_path / "org").mkdir()
-    assert _is_hub_id("hf-clipzoo/embedded-world") and _is_hub_id("openai/clip-vit-base-patch32")
-    for local in ("/home/alice/data", "~/data/x", "./org/x", "C:\\data\\x", "synthetic", None, str(tmp_path / "org")):
-        assert not _is_hub_id(local), local
+    assert is_hub_id("hf-clipzoo/embedded-world") and is_hub_id("openai/clip-vit-base-patch32")
+    for local in ("/home/alice/data", "~/data/x", "./org/x", "C:\\data\\x", "synthetic", None, str(tmp_path / "org"),
+                  "bench_out/clip/final", "org/../x"):  # fmt: skip
+        assert not is_hub_id(local), local

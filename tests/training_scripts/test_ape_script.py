@@ -11,6 +11,7 @@ import hf_clipzoo  # noqa: F401  (registers the zoo classes)
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.data.synthetic import WorldConfig
 from hf_clipzoo.data.synthetic.classification import make_classification
+from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
 from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import load_training_script
@@ -73,6 +74,7 @@ def test_builds_searches_on_val_trains_and_saves(tmp_path, encoder_dir, monkeypa
     assert results["method"] == "ape_t" and results["ape_t/test_accuracy"] == metrics["ape_t/test_accuracy"]
     card = (final / "README.md").read_text()
     assert "model-index" in card and "APE-T" in card and "hub_token" not in card
+    assert card_rule_violations(card) == []
 
     model = AutoModel.from_pretrained(final)
     processor = AutoProcessor.from_pretrained(final)

@@ -11,6 +11,7 @@ from transformers import AutoModel, AutoProcessor
 
 import hf_clipzoo  # noqa: F401  (registers the zoo classes)
 from hf_clipzoo.data.episodes import EpisodeSampler
+from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel
 from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import load_training_script
@@ -54,6 +55,7 @@ def test_trains_selects_on_val_tests_and_saves(tmp_path, monkeypatch):
     card = (final / "README.md").read_text()
     assert "model-index" in card and "CLIP-FSAR" in card and "test/5way_5shot_accuracy" in card
     check_card_pipeline_tag(final)
+    assert card_rule_violations(card) == []
 
     model = AutoModel.from_pretrained(final).eval()
     processor = AutoProcessor.from_pretrained(final)

@@ -18,6 +18,7 @@ from transformers import AutoModel, AutoProcessor
 import hf_clipzoo  # noqa: F401  (registers the zoo classes)
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
 from hf_clipzoo.data.synthetic.writers import write_imagefolder
+from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.training import read_jsonl_log
 from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
@@ -54,6 +55,7 @@ def test_trains_evaluates_checkpoints_and_saves(tmp_path):
     card = (final / "README.md").read_text()
     check_card_pipeline_tag(final)
     assert "model-index" in card and "hub_token" not in card
+    assert card_rule_violations(card) == [] and f"\n# clip-{out.name}\n" in card  # named after the run, not `final`
     steps = [r["step"] for r in read_jsonl_log(out / "logs" / "metrics.jsonl") if "train/loss" in r]
     assert steps[:4] == [1, 2, 3, 4]
 

@@ -20,6 +20,7 @@ from transformers import (
 
 from hf_clipzoo import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.backbones.processing import build_clip_processor
+from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.models.diva import DivaModel, DivaPipeline
 from tests.testing_utils import run_without_package
 from tests.training_scripts.script_utils import load_training_script
@@ -106,6 +107,8 @@ def test_post_trains_the_tower_only_and_resumes_exactly(baseline, diffusion_dir,
         assert (folder / "README.md").is_file(), folder
     assert ModelCard.load(final / "README.md").data.library_name == "diffusers"
     assert ModelCard.load(diffusion_dir / "README.md").data.pipeline_tag == "text-to-image"
+    for folder in (final, final / "clip", final / "condition_model", final / "clip_vision", diffusion_dir):
+        assert card_rule_violations(ModelCard.load(folder / "README.md")) == [], folder
     for folder in ("clip_vision", "condition_model"):
         assert isinstance(AutoImageProcessor.from_pretrained(final / folder), CLIPImageProcessorPil), folder
         assert isinstance(AutoProcessor.from_pretrained(final / folder), CLIPImageProcessorPil), folder

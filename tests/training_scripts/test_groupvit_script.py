@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.models.groupvit import ZooGroupViTModel
 from hf_clipzoo.training import read_jsonl_log
 from tests.testing_utils import check_card_pipeline_tag
@@ -36,6 +37,7 @@ def test_trains_evaluates_and_resumes(tmp_path):
     assert (final / "model.safetensors").is_file() and (final / "README.md").is_file()
     assert "GroupViT" in (final / "README.md").read_text()
     check_card_pipeline_tag(final)
+    assert card_rule_violations((final / "README.md").read_text()) == []
     model = ZooGroupViTModel.from_pretrained(final)
     assert model.config.num_prompts == 3
     assert json.loads((final / "results.json").read_text())["step"] == 2

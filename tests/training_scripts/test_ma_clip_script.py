@@ -12,6 +12,7 @@ from transformers import AutoModel, AutoProcessor
 
 import hf_clipzoo  # noqa: F401  (registers the zoo classes)
 from hf_clipzoo.backbones.processing import build_clip_processor
+from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.models.ma_clip.peft_ma_clip import load_ma_clip_adapter
@@ -81,6 +82,10 @@ def test_trains_selects_and_saves_model_adapter_and_base(tmp_path, encoder_dir):
     # The card names the sibling folder (never the user's absolute path, which the card scrubber would mangle).
     assert "PeftModel.from_pretrained" in cards["adapter"].text and 'from_pretrained("base"' in cards["adapter"].text
     assert str(out) not in cards["adapter"].text
+    for kind, card in cards.items():
+        assert card_rule_violations(card) == [], kind
+    # Without --hub_model_id the base is a local folder: the adapter's metadata has no base_model, its text does.
+    assert cards["adapter"].data.base_model is None and cards["adapter"].data.model_name != "adapter"
 
     # Standard entry points with the package: the merged model equals the adapter on its base, which equals the
     # package's own route (adapter on a base rebuilt from the baseline CLIP).

@@ -204,7 +204,7 @@ def save_world_diffusion_folder(
     --refresh`, so a refreshed foundation has exactly the layout a new run writes."""
     from diffusers import StableDiffusionPipeline
 
-    from ...hub.model_card import render_model_card, save_model_card
+    from ...hub.model_card import count_parameters, render_model_card, save_model_card
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -216,13 +216,17 @@ def save_world_diffusion_folder(
     max_length = text_encoder.config.max_position_embeddings
     extras = {"image_size": image_size, "preset": preset, "text_max_length": max_length, **metrics}
     (output_dir / "diva_diffusion.json").write_text(json.dumps(extras, indent=2) + "\n")
+    eval_size = (training_args or {}).get("eval_size")
     card = render_model_card(
         "diva", model_id=output_dir.name, datasets=["hf-clipzoo/embedded-world"], training_args=training_args,
-        pipeline_tag="text-to-image",
+        pipeline_tag="text-to-image", library_name="diffusers",
+        num_parameters=count_parameters(vae, unet, text_encoder),
+        evaluation_protocol=f"Validation losses on {eval_size or 'the'} held-out images of the embedded world's `val` "
+        "split after the last step, with fixed noise and timesteps (seed of the run), with the images' own and with "
+        "shuffled captions; the VAE's reconstruction error on the same images.",
         # Training and validation losses describe the run, not an evaluation: the card's table, no model-index.
         extra={"folder_kind": "diffusion", "image_size": image_size, "validation": metrics},
     )  # fmt: skip
-    card.data.library_name = "diffusers"
     save_model_card(output_dir, card)
     return output_dir
 
