@@ -69,6 +69,13 @@ class ZeroShotSegmentationPipeline(Pipeline):
         check_model_path(path, argument="path")
         return cls(AutoModel.from_pretrained(path), AutoProcessor.from_pretrained(path), task=TASK, **kwargs)
 
+    def __call__(self, image, candidate_labels=None, **kwargs):
+        """`pipeline(image, ["cat", "dog"])` or `pipeline(image, candidate_labels=[...])`, as transformers' zero-shot
+        pipelines take their labels (its base `__call__` would drop a positional second argument)."""
+        if candidate_labels is not None:
+            kwargs["candidate_labels"] = candidate_labels
+        return super().__call__(image, **kwargs)
+
     def _sanitize_parameters(self, candidate_labels=None, **options):
         unknown = set(options) - set(_OPTIONS)
         if unknown:

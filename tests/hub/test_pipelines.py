@@ -185,3 +185,8 @@ def test_saved_folders_run_their_pipelines_without_the_package(groupvit, clip_fs
         cwd=tmp_path,
         env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
     )
+
+
+def test_segmentation_takes_its_labels_positionally_as_the_bench_and_the_space_pass_them(groupvit):
+    segmenter = ZeroShotSegmentationPipeline.from_pretrained(groupvit[2], **SEGMENTATION_OPTIONS)
+    same_masks(segmenter(scene(), LABELS), segmenter(scene(), candidate_labels=LABELS))
