@@ -416,7 +416,7 @@ def refresh_foundation(name: str, folder: str | Path = FOUNDATIONS_DIR, commit: 
 
     The folder must match the manifest first. Everything else is written as a new run writes it (into a staging
     folder), the validation numbers are re-measured there and must equal the manifest's (to `REFRESH_TOLERANCE`),
-    then the staging folder replaces the shipped one and the manifest's entry gets the new file hashes and a
+    then the staging folder replaces the shipped one and the manifest's entry gets the new file hashes and (when a file changed) a
     `refreshes` record (commit, changed / added / removed files, re-measured validation, tokenizer check). The
     command, seed, validation numbers and early-checkpoint hash stay as the training run wrote them.
     """
@@ -487,7 +487,8 @@ def refresh_foundation(name: str, folder: str | Path = FOUNDATIONS_DIR, commit: 
     }
     manifest = load_manifest(folder)  # re-read: refreshes of several foundations each update their own entry
     manifest["foundations"][name]["files"] = new_files
-    manifest["foundations"][name].setdefault("refreshes", []).append(scrub_secrets(record))
+    if record["changed"] or record["added"] or record["removed"]:  # a refresh that changed nothing is no event
+        manifest["foundations"][name].setdefault("refreshes", []).append(scrub_secrets(record))
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     logger.info(
         "refreshed foundation %s: %s", name, json.dumps({k: record[k] for k in ("changed", "added", "removed")})

@@ -16,6 +16,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from ...data.images import to_rgb_image
+from .pipeline_diva import drop_local_origins
 
 # Sizes of the models trained on the embedded world. "micro" is for tests (seconds), "tiny" for the bench.
 DIFFUSION_PRESETS: dict[str, dict] = {
@@ -213,6 +214,7 @@ def save_world_diffusion_folder(
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )  # fmt: skip
     pipeline.save_pretrained(output_dir)
+    drop_local_origins(output_dir)
     max_length = text_encoder.config.max_position_embeddings
     extras = {"image_size": image_size, "preset": preset, "text_max_length": max_length, **metrics}
     (output_dir / "diva_diffusion.json").write_text(json.dumps(extras, indent=2) + "\n")

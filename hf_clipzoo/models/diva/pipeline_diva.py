@@ -34,6 +34,15 @@ PIPELINE_FILE = "pipeline_diva.py"
 CONDITION_MODEL_MODULE = "hf_clipzoo.models.diva.modeling_diva"
 
 
+def drop_local_origins(folder: str | os.PathLike) -> None:
+    """Remove `_name_or_path` from every component config of a saved pipeline folder: diffusers writes the local
+    path each component was loaded from (`/home/me/runs/...`), which would be published with the folder."""
+    for config_file in Path(folder).glob("*/config.json"):
+        config = json.loads(config_file.read_text())
+        if config.pop("_name_or_path", None) is not None:
+            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 @dataclass
 class DivaPipelineOutput(BaseOutput):
     """loss: the averaged diffusion loss `()`; condition: the UNet context `(batch, tokens, cross_attention_dim)`;
@@ -177,6 +186,7 @@ class DivaPipeline(DiffusionPipeline):
         """Save every component; with `remote_code=True` (default) also this file and the condition model's code,
         so that `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` works without `hf_clipzoo`."""
         super().save_pretrained(save_directory, *args, **kwargs)
+        drop_local_origins(save_directory)
         if not remote_code:
             return
         save_directory = Path(save_directory)

@@ -56,6 +56,14 @@ def test_round_trip_with_package(tmp_path):
     assert not any(p.requires_grad for p in [*loaded.vae.parameters(), *loaded.unet.parameters()])
 
 
+def test_a_reloaded_pipeline_saves_no_local_path(tmp_path):
+    # diffusers records the folder each component came from as `_name_or_path`; a pushed folder must not carry it.
+    tiny_pipeline().save_pretrained(tmp_path / "first")
+    DivaPipeline.from_pretrained(tmp_path / "first").save_pretrained(tmp_path / "second")
+    for config_file in (tmp_path / "second").glob("*/config.json"):
+        assert str(tmp_path) not in config_file.read_text(), config_file
+
+
 def _remote_code_round_trip_case(folder):
     pipe = tiny_pipeline()
     images, timesteps, noise = fixed_draws()
