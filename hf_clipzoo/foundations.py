@@ -416,9 +416,9 @@ def refresh_foundation(name: str, folder: str | Path = FOUNDATIONS_DIR, commit: 
 
     The folder must match the manifest first. Everything else is written as a new run writes it (into a staging
     folder), the validation numbers are re-measured there and must equal the manifest's (to `REFRESH_TOLERANCE`),
-    then the staging folder replaces the shipped one and the manifest's entry gets the new file hashes and (when a file changed) a
-    `refreshes` record (commit, changed / added / removed files, re-measured validation, tokenizer check). The
-    command, seed, validation numbers and early-checkpoint hash stay as the training run wrote them.
+    then the staging folder replaces the shipped one and the manifest's entry gets the new file hashes and, when a
+    file changed, a `refreshes` record (commit, changed / added / removed files, re-measured validation, tokenizer
+    check). The command, seed, validation numbers and early-checkpoint hash stay as the training run wrote them.
     """
     folder = Path(folder)
     if name not in FOUNDATIONS:

@@ -170,6 +170,7 @@ _TRANSFORMERS_KEYS = frozenset(
         "name_or_path",
         "_name_or_path",
         "auto_map",
+        "custom_pipelines",  # written by `Pipeline.save_pretrained` (and the zoo's models), read by `pipeline()`
         "torch_dtype",
         "num_labels",
         "_commit_hash",

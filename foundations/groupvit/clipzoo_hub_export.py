@@ -9,7 +9,9 @@ module bundles what a model needs at save time instead:
 2. it gives each file a flat name (`hf_clipzoo.losses.sigmoid` -> `clipzoo_losses_sigmoid.py`; files of the model's
    own folder keep their name, e.g. `modeling_clip.py`) and rewrites those imports into `from .<flat> import ...`, the
    only form transformers follows when it fetches remote code;
-3. it writes `auto_map` into `config.json` / `processor_config.json`.
+3. it writes `auto_map` into `config.json` / `processor_config.json`, and `custom_pipelines` into `config.json` for the
+   pipelines a model declares (`_custom_pipelines`), so `pipeline(task, model=folder, trust_remote_code=True)` finds
+   them as transformers' own `Pipeline.save_pretrained` would record them.
 
 Rule for package code that gets bundled: import names (functions, classes) from `hf_clipzoo` modules, never
 submodules as objects, and keep such modules free of imports the user may not have (anything beyond torch,
@@ -115,7 +117,8 @@ def _is_package(module_name: str) -> bool:
 
 def bundle_modules(entry_modules: list[str], save_directory: str | os.PathLike) -> dict[str, str]:
     """Write the flat, self-contained code of `entry_modules` (and all package modules they import) into
-    `save_directory`. Returns `{module_name: flat_module_name}` for every file written."""
+    `save_directory`. Returns `{module_name: flat_module_name}` for every file written; files of the first module's
+    package keep their names."""
     save_directory = Path(save_directory)
     save_directory.mkdir(parents=True, exist_ok=True)
     remote = [m for m in entry_modules if not (m == PACKAGE or m.startswith(PACKAGE + "."))]
@@ -157,11 +160,11 @@ def class_reference(cls: type, flat_names: dict[str, str]) -> str:
     return f"{flat_names[cls.__module__]}.{cls.__name__}"
 
 
-def update_json(path: str | os.PathLike, auto_map: dict[str, str]) -> None:
-    """Merge `auto_map` entries into a saved JSON file (config.json / processor_config.json)."""
+def update_json(path: str | os.PathLike, auto_map: dict[str, str], key: str = "auto_map") -> None:
+    """Merge entries into the `key` dict of a saved JSON file (config.json / processor_config.json)."""
     path = Path(path)
     data = json.loads(path.read_text(encoding="utf-8"))
-    data.setdefault("auto_map", {}).update(auto_map)
+    data.setdefault(key, {}).update(auto_map)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -175,9 +178,12 @@ class RemoteCodeModelMixin:
     expected, also through `AutoModel` and as remote code (this module is bundled with the model).
 
     `_remote_auto_classes` lists the Auto classes (besides `AutoConfig`) the saved folder answers to.
+    `_custom_pipelines` maps custom pipeline tasks to the `Pipeline` class serving them (`"module.Class"`): their code
+    is bundled too and `custom_pipelines` written into `config.json`; the registry registers them with transformers.
     """
 
     _remote_auto_classes: tuple[str, ...] = ("AutoModel",)
+    _custom_pipelines: dict[str, str] = {}
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -197,10 +203,23 @@ class RemoteCodeModelMixin:
         if not is_main_process:
             return
         config_cls = type(self.config)
-        flat = bundle_modules([type(self).__module__, config_cls.__module__], save_directory)
+        pipeline_modules = [reference.rpartition(".")[0] for reference in self._custom_pipelines.values()]
+        flat = bundle_modules([type(self).__module__, config_cls.__module__, *pipeline_modules], save_directory)
         auto_map = {"AutoConfig": class_reference(config_cls, flat)}
         auto_map.update({auto: class_reference(type(self), flat) for auto in self._remote_auto_classes})
-        update_json(Path(save_directory) / "config.json", auto_map)
+        config_path = Path(save_directory) / "config.json"
+        update_json(config_path, auto_map)
+        # Loaded as remote code, the config already carries `custom_pipelines` and the siblings were copied as they are.
+        if self._custom_pipelines and all(module in flat for module in pipeline_modules):
+            custom_pipelines = {
+                task: {
+                    "impl": f"{flat[module]}.{reference.rpartition('.')[2]}",
+                    "pt": [self._remote_auto_classes[0]],
+                    "type": "multimodal",
+                }
+                for (task, reference), module in zip(self._custom_pipelines.items(), pipeline_modules)
+            }
+            update_json(config_path, custom_pipelines, key="custom_pipelines")
 
 
 class RemoteCodeProcessorMixin:

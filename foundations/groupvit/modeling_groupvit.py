@@ -339,6 +339,9 @@ class ZooGroupViTModel(RemoteCodeModelMixin, ZooGroupViTPreTrainedModel):
     temperature unless `share_temperature=True`)."""
 
     _remote_auto_classes = ("AutoModel", "AutoModelForZeroShotImageClassification")
+    _custom_pipelines = {
+        "zero-shot-image-segmentation": "hf_clipzoo.pipelines.zero_shot_segmentation.ZeroShotSegmentationPipeline"
+    }
     main_input_name = "pixel_values"
 
     def __init__(self, config: ZooGroupViTConfig):
