@@ -518,6 +518,8 @@ def bench_clip_fsar(context: BenchContext) -> dict[str, dict]:
     meta-test (1- and 5-shot, `test_episodes` episodes each). The control is OTAM on the same fine-tuned frame
     features without the text loss and the text-modulated prototypes."""
     base = episodic_argv(context, "CLIP-FSAR")
+    if context.preset_name == "smoke":  # the pipeline, not the numbers: one small episode per step
+        base += ["--tasks_per_step", "1", "--train_query", "2"]
     variants = {"CLIP-FSAR": [], "OTAM without text (same fine-tuning, no text loss or text token)": ["--no_text"]}
     rows = {}
     for index, (name, flags) in enumerate(variants.items()):

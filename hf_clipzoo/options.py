@@ -42,7 +42,7 @@ PRESETS = {
     # Exercised by the test suite: proves the pipeline end to end (from the shipped foundations), not the numbers.
     "smoke": BenchPreset(
         train_size=128, eval_size=64, classes_per_split=2, batch_size=32, learning_rate=1e-4, method_steps=4,
-        groupvit_steps=4, diva_steps=4, episodic_steps=2, shots=(1, 2), test_episodes=20, mmvp_pairs=20,
+        groupvit_steps=4, diva_steps=4, episodic_steps=2, shots=(1, 2), test_episodes=10, mmvp_pairs=20,
         segmentation_images=4, siglip_steps=6, model_preset="world-micro",
     ),
     # The README default: every claim measured in about 20 minutes on 2 CPU cores.

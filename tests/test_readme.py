@@ -124,21 +124,28 @@ def test_readme_command_line_is_accepted(words, capsys, tmp_path, monkeypatch):
     assert "usage:" in capsys.readouterr().out
 
 
+# A template renders different "How to use" sections for the folder kinds one run writes (MA-CLIP: the merged model,
+# the PEFT adapter and its base); every kind is checked.
+CARD_FOLDER_KINDS = ("adapter", "base")
+CARDS = [*available_templates(), *(f"ma_clip:{kind}" for kind in CARD_FOLDER_KINDS)]
+
+
 def card_folders(bench_out: Path) -> dict[str, Path]:
-    """One folder per model card template, from the cards the smoke run's training scripts rendered."""
+    """One folder per model card template and folder kind (`method` for a trained model, `method:adapter` /
+    `method:base`), from the cards the smoke run's training scripts rendered."""
     folders = {}
     for readme in sorted(bench_out.rglob("README.md")):
-        methods = set(ModelCard.load(readme).data.tags or []) & set(available_templates())
-        for method in methods - set(folders):
-            folders[method] = readme.parent
+        kind = readme.parent.name if readme.parent.name in CARD_FOLDER_KINDS else None
+        for method in set(ModelCard.load(readme).data.tags or []) & set(available_templates()):
+            folders.setdefault(method if kind is None else f"{method}:{kind}", readme.parent)
     return folders
 
 
 def test_every_model_card_template_is_rendered_by_the_smoke_bench(smoke_bench):
-    assert sorted(card_folders(smoke_bench)) == available_templates()
+    assert sorted(card_folders(smoke_bench)) == sorted(CARDS)
 
 
-@pytest.mark.parametrize("method", available_templates())
+@pytest.mark.parametrize("method", CARDS)
 def test_model_card_usage_runs_against_the_folder_it_describes(method, smoke_bench, tmp_path, monkeypatch):
     folder = card_folders(smoke_bench)[method]
     card = (folder / "README.md").read_text()

@@ -68,7 +68,6 @@ from hf_clipzoo.training.hub import card_model_name, episodic_evaluation_protoco
 from hf_clipzoo.validation import POSITIVE_INT, ListOf, Number
 
 logger = logging.getLogger("ma_clip")
-PROMPT = "a video of {}."
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -126,7 +125,7 @@ def ma_clip_kwargs(args) -> dict:
 def load_split(split, args, processor):
     rows = make_action_videos(args.videos_per_class, split=split, num_frames=args.num_frames)
     pixel_values = processor(videos=[row["frames"] for row in rows])["pixel_values"]
-    text = processor(text=[PROMPT.format(name) for name in ACTION_CLASSES[split]])
+    text = processor(class_names=ACTION_CLASSES[split])
     return {"pixel_values": pixel_values, "labels": np.asarray(rows["label"]), **text}
 
 

@@ -2,9 +2,9 @@
 
 `FewShotVideoClassifier` works with any model of the zoo that scores an N-way episode the way CLIP-FSAR does
 (`model(support_pixel_values, support_labels, query_pixel_values, class_input_ids, ...)` returning `logits [N·Q, N]` =
-negative alignment distances). It is a `transformers.Pipeline` registered as the custom task
+negative alignment distances; MA-CLIP takes the class prompts as `input_ids`). It is a `transformers.Pipeline` registered as the custom task
 `few-shot-video-classification`; one input is one *episode* (supports, their labels and queries), since supports only
-make sense together with their queries. Every saved CLIP-FSAR folder carries the pipeline, so
+make sense together with their queries. Every saved CLIP-FSAR and MA-CLIP folder carries the pipeline, so
 
     >>> from transformers import pipeline
     >>> classify = pipeline("few-shot-video-classification", model="path/to/clip_fsar", trust_remote_code=True)
@@ -15,6 +15,7 @@ works with or without hf_clipzoo installed (with it, `FewShotVideoClassifier(mod
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -28,15 +29,16 @@ class FewShotVideoClassifier(Pipeline):
     """Classify query videos among the classes of labelled support videos.
 
     Args:
-        model: a `CLIPFSARModel` (or a model with the same episode interface).
-        processor: its `CLIPFSARProcessor` (videos -> `pixel_values`, class names -> prompt token ids).
+        model: a `CLIPFSARModel` or an `MACLIPModel` (or a model with the same episode interface).
+        processor: its `CLIPFSARProcessor` / `MACLIPProcessor` (videos -> `pixel_values`, class names -> prompt
+            token ids).
         device (*optional*): where to run; defaults to the model's device.
 
     Call with `support_videos` (K videos for each class; lists of PIL frames, `[T, H, W, 3]` uint8 arrays or video
     files), `support_labels` (their class names, strings; every class needs the same number of videos) and
     `query_videos`, or with one dict (or a list of dicts, one per episode) holding those three keys. Returns, per query,
     `[{"label": name, "score": p}, ...]` sorted by score, where the scores are the softmax over the classes of the
-    negative distances (`top_k` keeps the best ones).
+    negative distances (MA-CLIP: its fused prediction; `top_k` keeps the best ones).
     """
 
     _load_processor = True
@@ -47,7 +49,7 @@ class FewShotVideoClassifier(Pipeline):
 
     def __init__(self, model, processor=None, *, device=None, **kwargs):
         if processor is None:
-            raise ValueError("`processor` is required: the model's CLIPFSARProcessor (videos and class prompts).")
+            raise ValueError("`processor` is required: the model's video processor (videos and class prompts).")
         super().__init__(model=model, processor=processor, device=model.device if device is None else device, **kwargs)
 
     def __call__(self, support_videos, support_labels=None, query_videos=None, **kwargs):
@@ -55,6 +57,14 @@ class FewShotVideoClassifier(Pipeline):
             return super().__call__(support_videos, **kwargs)
         episode = {"support_videos": support_videos, "support_labels": support_labels, "query_videos": query_videos}
         return super().__call__(episode, **kwargs)
+
+    @property
+    def class_text_names(self) -> tuple[str, str]:
+        """The forward arguments of the class prompts: CLIP-FSAR names them `class_input_ids` (its forward also takes
+        training captions), MA-CLIP plain `input_ids`."""
+        if "class_input_ids" in inspect.signature(self.model.forward).parameters:
+            return "class_input_ids", "class_attention_mask"
+        return "input_ids", "attention_mask"
 
     def _sanitize_parameters(self, top_k=None):
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
@@ -90,12 +100,13 @@ class FewShotVideoClassifier(Pipeline):
             raise ValueError(f"Every class needs the same number of support videos (K); got {counts}.")
         index = {name: i for i, name in enumerate(class_names)}
         text = self.processor(class_names=class_names, return_tensors="pt")
+        ids_name, mask_name = self.class_text_names
         return {
             "support_pixel_values": self.processor(videos=list(support_videos), return_tensors="pt")["pixel_values"],
             "support_labels": torch.tensor([index[name] for name in support_labels]),
             "query_pixel_values": self.processor(videos=list(query_videos), return_tensors="pt")["pixel_values"],
-            "class_input_ids": text["input_ids"],
-            "class_attention_mask": text["attention_mask"],
+            ids_name: text["input_ids"],
+            mask_name: text["attention_mask"],
             "class_names": class_names,
         }
 
@@ -104,14 +115,16 @@ class FewShotVideoClassifier(Pipeline):
         was_training = self.model.training
         self.model.eval()
         try:
-            logits = self.model(**model_inputs).logits
+            output = self.model(**model_inputs)
         finally:
             self.model.train(was_training)
-        return {"logits": logits, "class_names": class_names}
+        # MA-CLIP's prediction is its fused probability (text and OTAM softmaxes mixed by α), not one set of logits.
+        probs = output.get("probs")
+        return {"probs": output.logits.softmax(dim=-1) if probs is None else probs, "class_names": class_names}
 
     def postprocess(self, model_outputs, top_k=None):
         class_names = model_outputs["class_names"]
-        scores = model_outputs["logits"].float().softmax(dim=-1).cpu()
+        scores = model_outputs["probs"].float().cpu()
         keep = len(class_names) if top_k is None else min(top_k, len(class_names))
         results = []
         for row in scores:

@@ -12,7 +12,9 @@ from transformers import pipeline
 import hf_clipzoo  # noqa: F401  (registers the zoo classes and pipelines)
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor
+from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, build_groupvit_processor
+from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.pipelines.few_shot_video import FewShotVideoClassifier
 from hf_clipzoo.pipelines.zero_shot_segmentation import ZeroShotSegmentationPipeline
 from tests.testing_utils import check_card_pipeline_tag, run_without_package
@@ -62,16 +64,35 @@ def clip_fsar(tmp_path_factory):
     return model.eval(), processor, folder
 
 
+@pytest.fixture(scope="module")
+def ma_clip(tmp_path_factory):
+    clip = build_clip_processor(16, 77)
+    processor = MACLIPProcessor(clip.image_processor, clip.tokenizer, num_frames=T)
+    torch.manual_seed(0)
+    base = ZooCLIPModel(ZooCLIPConfig.from_preset("world-micro", vision_config={"image_size": 16}))
+    model = MACLIPModel.from_clip(base, num_frames=T, seed=0)
+    # Adapters start as the identity; perturb them so the fused prediction depends on them.
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "adapter" in name:
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    folder = tmp_path_factory.mktemp("pipelines") / "ma_clip"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return model.eval(), processor, folder
+
+
 def same_masks(a, b):
     assert [r["label"] for r in a] == [r["label"] for r in b]
     for x, y in zip(a, b):
         assert x["score"] == y["score"] and np.array_equal(np.asarray(x["mask"]), np.asarray(y["mask"]))
 
 
-def test_folders_record_their_custom_pipelines(groupvit, clip_fsar):
+def test_folders_record_their_custom_pipelines(groupvit, clip_fsar, ma_clip):
     for (*_, folder), task, file in (
         (groupvit, "zero-shot-image-segmentation", "clipzoo_pipelines_zero_shot_segmentation"),
         (clip_fsar, "few-shot-video-classification", "clipzoo_pipelines_few_shot_video"),
+        (ma_clip, "few-shot-video-classification", "clipzoo_pipelines_few_shot_video"),
     ):
         entry = json.loads((folder / "config.json").read_text())["custom_pipelines"]
         assert list(entry) == [task] and entry[task]["impl"].startswith(file + ".")
@@ -123,6 +144,27 @@ def test_few_shot_through_pipeline_matches_the_class(clip_fsar):
         FewShotVideoClassifier(model)
 
 
+def test_ma_clip_through_the_pipeline_ranks_by_its_fused_prediction(ma_clip):
+    model, processor, folder = ma_clip
+    episode = processor(videos=EPISODE["support_videos"] + EPISODE["query_videos"], class_names=["left", "right", "up"])
+    with torch.no_grad():
+        probs = model(
+            support_pixel_values=episode["pixel_values"][:6], support_labels=torch.tensor([0, 0, 1, 1, 2, 2]),
+            query_pixel_values=episode["pixel_values"][6:], input_ids=episode["input_ids"],
+            attention_mask=episode["attention_mask"],
+        ).probs  # fmt: skip
+    for classify in (
+        pipeline("few-shot-video-classification", model=model, processor=processor),
+        pipeline("few-shot-video-classification", model=str(folder), trust_remote_code=True),
+    ):
+        ranked = classify(**EPISODE)
+        for row, got in zip(probs, ranked):
+            want = sorted(zip(row.tolist(), ["left", "right", "up"]), reverse=True)
+            assert [r["label"] for r in got] == [name for _, name in want]
+            np.testing.assert_allclose([r["score"] for r in got], [p for p, _ in want], atol=1e-6)
+    assert processor.prompts(["jump"]) == ["a video of jump."]  # the prompt the MA-CLIP script trains with
+
+
 def test_a_reloaded_model_saves_its_pipeline_again(groupvit, tmp_path):
     from transformers import AutoModel
 
@@ -143,16 +185,20 @@ def test_cards_pipeline_tags_load_through_pipeline(groupvit, clip_fsar):
         check_card_pipeline_tag(folder)
 
 
-def test_saved_folders_run_their_pipelines_without_the_package(groupvit, clip_fsar, tmp_path):
+def test_saved_folders_run_their_pipelines_without_the_package(groupvit, clip_fsar, ma_clip, tmp_path):
     seg_model, seg_processor, seg_folder = groupvit
     fsar_model, fsar_processor, fsar_folder = clip_fsar
+    ma_clip_model, ma_clip_processor, ma_clip_folder = ma_clip
     segments = ZeroShotSegmentationPipeline(seg_model, seg_processor, **SEGMENTATION_OPTIONS)(
         scene(), candidate_labels=LABELS
     )
     expected = {
         "masks": [np.asarray(r["mask"]).tolist() for r in segments],
         "scores": [r["score"] for r in segments],
-        "ranked": FewShotVideoClassifier(fsar_model, fsar_processor)(**EPISODE),
+        "ranked": {
+            str(fsar_folder): FewShotVideoClassifier(fsar_model, fsar_processor)(**EPISODE),
+            str(ma_clip_folder): FewShotVideoClassifier(ma_clip_model, ma_clip_processor)(**EPISODE),
+        },
     }
     (tmp_path / "expected.json").write_text(json.dumps(expected))
     scene().save(tmp_path / "scene.png")
@@ -174,13 +220,14 @@ def test_saved_folders_run_their_pipelines_without_the_package(groupvit, clip_fs
         assert [np.asarray(r["mask"]).tolist() for r in results] == expected["masks"]
         assert [r["score"] for r in results] == expected["scores"]
 
-        classifier = pipeline("few-shot-video-classification", model={str(fsar_folder)!r}, trust_remote_code=True)
-        assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
         support, query = list(np.load("support.npy")), list(np.load("query.npy"))
-        ranked = classifier(support, {EPISODE["support_labels"]!r}, query)
-        for got, want in zip(ranked, expected["ranked"]):
-            assert [r["label"] for r in got] == [r["label"] for r in want], (got, want)
-            np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-6)
+        for folder, expected_ranked in expected["ranked"].items():  # CLIP-FSAR and MA-CLIP
+            classifier = pipeline("few-shot-video-classification", model=folder, trust_remote_code=True)
+            assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
+            ranked = classifier(support, {EPISODE["support_labels"]!r}, query)
+            for got, want in zip(ranked, expected_ranked):
+                assert [r["label"] for r in got] == [r["label"] for r in want], (folder, got, want)
+                np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-6)
         """,
         cwd=tmp_path,
         env={"HF_MODULES_CACHE": str(tmp_path / "modules")},

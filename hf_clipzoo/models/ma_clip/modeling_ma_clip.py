@@ -354,6 +354,7 @@ class MACLIPModel(RemoteCodeModelMixin, MACLIPPreTrainedModel):
     """MA-CLIP: frozen CLIP + per-block adapters + TPCM + OTAM; forward takes one N-way K-shot episode."""
 
     _remote_auto_classes = ("AutoModel",)
+    _custom_pipelines = {"few-shot-video-classification": "hf_clipzoo.pipelines.few_shot_video.FewShotVideoClassifier"}
 
     def __init__(self, config: MACLIPConfig):
         super().__init__(config)

@@ -1,54 +1,47 @@
-"""Processor of MA-CLIP: videos → `pixel_values [B, T, 3, H, W]` (per-frame CLIP preprocessing) and class prompts →
-`input_ids` with the CLIP BPE tokenizer.
+"""Processor of MA-CLIP: CLIP-FSAR's video processor with MA-CLIP's class prompt and frame minimum.
 
-Built on the shared `hf_clipzoo.data.video.preprocess_videos` (frame resampling to `num_frames`, RGB conversion), so
-videos of any length and resolution work; the checks say what was expected instead of failing inside the model.
+Videos → `pixel_values [B, T, 3, H, W]` (lists of PIL frames, uint8 arrays or video files; per-frame CLIP
+preprocessing), class names → prompt token ids with the CLIP BPE tokenizer. The episode inputs are the same as
+CLIP-FSAR's, so both models share the few-shot video pipeline.
 """
 
 from __future__ import annotations
 
-from transformers import BatchFeature, ProcessorMixin
-
-from ...data.video import preprocess_videos
-from ...hub.export import RemoteCodeProcessorMixin
-from ..clip.processing_clip import check_texts
+from ..clip_fsar.processing_clip_fsar import CLIPFSARProcessor
+from .configuration_ma_clip import MIN_FRAMES
 
 
-class MACLIPProcessor(RemoteCodeProcessorMixin, ProcessorMixin):
+class MACLIPProcessor(CLIPFSARProcessor):
     r"""
-    Wraps a CLIP image processor (applied to every frame) and the CLIP BPE tokenizer.
+    [`CLIPFSARProcessor`] with MA-CLIP's defaults.
 
     Args:
-        image_processor (`CLIPImageProcessorPil`): resizes, crops and normalises frames.
-        tokenizer (`CLIPTokenizer`): the CLIP BPE tokenizer.
+        image_processor (`CLIPImageProcessorPil`): applied to every frame.
+        tokenizer (`CLIPTokenizer`): the CLIP BPE.
         num_frames (`int`, *optional*, defaults to 8): `T`; videos with another frame count are resampled uniformly.
+            At least 2: MA-CLIP's temporal adapters mix neighbouring frames.
+        text_prompt (`str`, *optional*, defaults to `"a video of {}."`): the prompt `training_scripts/ma_clip.py`
+            trains with; `{}` is the class name.
+        sampling_mode (`str`, *optional*, defaults to `"uniform"`): see [`CLIPFSARProcessor`].
 
-    `processor(videos=[...], text=[...])` returns `pixel_values` `[B, T, 3, H, W]` and/or `input_ids` /
-    `attention_mask` (class prompts, one per episode label, padded to the longest).
+    `processor(videos=[...], class_names=[...])` returns `pixel_values` `[B, T, 3, H, W]` and / or `input_ids` /
+    `attention_mask` (one prompt per episode label, padded to the longest); `text=` takes prompts as given.
     """
 
-    def __init__(self, image_processor=None, tokenizer=None, num_frames: int = 8, **kwargs):
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 2:
-            raise ValueError(f"`num_frames` must be an integer >= 2, got {num_frames!r}.")
-        self.num_frames = num_frames
-        super().__init__(image_processor, tokenizer)
-
-    def __call__(
-        self, videos=None, text=None, num_frames: int | None = None, return_tensors="pt", padding=True, **kwargs
-    ) -> BatchFeature:
-        if videos is None and text is None:
-            raise ValueError("Pass `videos`, `text` or both.")
-        data = {}
-        if videos is not None:
-            data["pixel_values"] = preprocess_videos(
-                videos, self.image_processor, num_frames=num_frames or self.num_frames
-            )
-        if text is not None:
-            encoded = self.tokenizer(
-                check_texts(text), return_tensors=return_tensors, padding=padding, truncation=True, **kwargs
-            )
-            data.update(encoded)
-        return BatchFeature(data=data)
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        num_frames: int = 8,
+        text_prompt: str = "a video of {}.",
+        sampling_mode: str = "uniform",
+        **kwargs,
+    ):
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < MIN_FRAMES:
+            raise ValueError(f"`num_frames` must be an integer >= {MIN_FRAMES}, got {num_frames!r}.")
+        super().__init__(
+            image_processor, tokenizer, num_frames=num_frames, text_prompt=text_prompt, sampling_mode=sampling_mode
+        )
 
 
 __all__ = ["MACLIPProcessor"]
