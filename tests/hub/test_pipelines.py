@@ -11,8 +11,8 @@ from transformers import pipeline
 
 import hf_clipzoo  # noqa: F401  (registers the zoo classes and pipelines)
 from hf_clipzoo.backbones.processing import build_clip_processor
-from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor
 from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
+from hf_clipzoo.models.clip_fsar import CLIPFSARConfig, CLIPFSARModel, CLIPFSARProcessor
 from hf_clipzoo.models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, build_groupvit_processor
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.pipelines.few_shot_video import FewShotVideoClassifier
@@ -146,7 +146,9 @@ def test_few_shot_through_pipeline_matches_the_class(clip_fsar):
 
 def test_ma_clip_through_the_pipeline_ranks_by_its_fused_prediction(ma_clip):
     model, processor, folder = ma_clip
-    episode = processor(videos=EPISODE["support_videos"] + EPISODE["query_videos"], class_names=["left", "right", "up"])
+    episode = processor(
+        videos=EPISODE["support_videos"] + EPISODE["query_videos"], class_names=["left", "right", "up"]
+    )
     with torch.no_grad():
         probs = model(
             support_pixel_values=episode["pixel_values"][:6], support_labels=torch.tensor([0, 0, 1, 1, 2, 2]),
