@@ -22,6 +22,7 @@ from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.training import read_jsonl_log
 from tests.testing_utils import check_card_pipeline_tag
 from tests.training_scripts.script_utils import SCRIPTS, free_port, load_training_script
+from tests.training_scripts.shared_launch import in_shared_launch
 
 TINY_RUN = [
     "--model_preset", "world-micro",
@@ -96,15 +97,21 @@ def test_bad_arguments_are_rejected(tmp_path):
 
 
 # --- two processes, killed and resumed ----------------------------------------------------------------------------
+def _two_process_argv(out: Path, *extra: str) -> list[str]:
+    return [
+        *TINY_RUN, "--synthetic_train_size", "96", "--per_device_train_batch_size", "8",
+        "--max_train_steps", "60", "--checkpointing_steps", "4", "--checkpoints_total_limit", "2",
+        # 60 steps with an evaluation every 10 leave the killer ample time between checkpoint-8 and the end.
+        "--synthetic_eval_size", "32", "--eval_steps", "10", "--output_dir", str(out), *extra,
+    ]  # fmt: skip
+
+
 def _launch(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(SCRIPTS / "clip.py"), *TINY_RUN, "--synthetic_train_size", "96", "--per_device_train_batch_size", "8",
-        "--max_train_steps", "60", "--checkpointing_steps", "4", "--checkpoints_total_limit", "2",
-        # 60 steps with an evaluation every 10 leave the killer ample time between checkpoint-8 and the end.
-        "--synthetic_eval_size", "32", "--eval_steps", "10", "--output_dir", str(out), *extra,
+        str(SCRIPTS / "clip.py"), *_two_process_argv(out, *extra),
     ]  # fmt: skip
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -122,8 +129,16 @@ def _finish(process: subprocess.Popen) -> str:
     return output
 
 
-def test_two_processes_killed_and_resumed_match_an_uninterrupted_run(tmp_path):
-    _finish(_launch(tmp_path / "straight"))
+def _uninterrupted_run(folder):
+    return "clip", _two_process_argv(folder / "straight")
+
+
+# The uninterrupted run joins the session's shared 2-process launch (one launcher and import fewer); the killed and
+# the resumed runs need launches of their own.
+@in_shared_launch(_uninterrupted_run)
+def test_two_processes_killed_and_resumed_match_an_uninterrupted_run(shared_launch, tmp_path):
+    assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
+    straight_dir = shared_launch.folder / "straight"
 
     interrupted = _launch(tmp_path / "killed")
     deadline = time.time() + 240
@@ -145,11 +160,11 @@ def test_two_processes_killed_and_resumed_match_an_uninterrupted_run(tmp_path):
     resumed_at = int(output.split("Resumed from")[1].split("at step ")[1].split()[0])
     assert 8 <= resumed_at < 60, resumed_at
 
-    straight = json.loads((tmp_path / "straight" / "final" / "results.json").read_text())
+    straight = json.loads((straight_dir / "final" / "results.json").read_text())
     resumed = json.loads((tmp_path / "killed" / "final" / "results.json").read_text())
     assert resumed["step"] == straight["step"] == 60
     assert resumed["train/loss"] == pytest.approx(straight["train/loss"], rel=1e-5, abs=1e-6)
-    a = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
+    a = load_file(str(straight_dir / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "killed" / "final" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=lambda m, key=key: f"{key}: {m}")

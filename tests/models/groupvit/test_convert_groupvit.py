@@ -321,25 +321,27 @@ def test_cli_writes_safetensors_and_reads_safetensors_input(tmp_path):
     assert_same_outputs(model, reloaded)
 
 
-def test_cli_entry_point_runs_as_module(tmp_path):
-    import subprocess
+def _run_as_module(argv, monkeypatch):
+    """`python -m hf_clipzoo.models.groupvit.convert_groupvit ARGV`, in this interpreter (runpy runs the module as
+    `__main__`, as `-m` does, without paying a second torch import)."""
+    import runpy
+    import warnings
 
+    monkeypatch.setattr(sys, "argv", ["convert_groupvit", *argv])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "found in sys.modules": the module is imported already
+        runpy.run_module("hf_clipzoo.models.groupvit.convert_groupvit", run_name="__main__", alter_sys=True)
+
+
+def test_cli_entry_point_runs_as_module(tmp_path, monkeypatch, capsys):
     source = tmp_path / "official.pth"
     torch.save(official_checkpoint(tiny_model()), source)
-    result = subprocess.run(
-        [sys.executable, "-m", "hf_clipzoo.models.groupvit.convert_groupvit", "--checkpoint", str(source),
-         "--output_dir", str(tmp_path / "out"), "--vision_num_heads", "2", "--text_num_heads", "2",
-         "--no_processor"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "Converted" in result.stdout
-    missing = subprocess.run(
-        [sys.executable, "-m", "hf_clipzoo.models.groupvit.convert_groupvit", "--checkpoint", str(tmp_path / "no.pth"),
-         "--output_dir", str(tmp_path / "x")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert missing.returncode != 0 and "No checkpoint file" in missing.stderr
+    _run_as_module(["--checkpoint", str(source), "--output_dir", str(tmp_path / "out"), "--vision_num_heads", "2",
+                    "--text_num_heads", "2", "--no_processor"], monkeypatch)  # fmt: skip
+    assert "Converted" in capsys.readouterr().out
+    assert (tmp_path / "out" / "config.json").is_file()
+    with pytest.raises(FileNotFoundError, match="No checkpoint file"):
+        _run_as_module(["--checkpoint", str(tmp_path / "no.pth"), "--output_dir", str(tmp_path / "x")], monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, None])
