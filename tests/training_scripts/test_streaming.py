@@ -12,6 +12,7 @@ from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.data.synthetic import WorldConfig, make_scenes
 from hf_clipzoo.data.synthetic.writers import write_csv
 from tests.training_scripts.script_utils import load_training_script
+from tests.training_scripts.shared_launch import in_shared_launch
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +101,19 @@ def test_a_stream_shorter_than_one_batch_is_refused(streamed_csv, tmp_path):
         load_training_script("clip").main(
             _clip_run(streamed_csv, tmp_path, "--max_train_steps", "1", "--per_device_train_batch_size", "32")
         )
+
+
+def _two_process_streamed_run(folder):
+    csv = write_csv(make_scenes(20, config=WorldConfig(seed=5, image_size=32)), folder / "csv")
+    return "clip", _clip_run(csv, folder / "ddp", "--max_train_steps", "3", "--checkpointing_steps", "3")
+
+
+@in_shared_launch(_two_process_streamed_run)
+def test_two_processes_each_read_their_part_of_the_stream(shared_launch):
+    assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
+    out = shared_launch.folder / "ddp"
+    assert (out / "final" / "model.safetensors").is_file()
+    # One position per process: 20 rows split between 2 readers are 10 each, 2 batches of 4 per pass, so step 3 is
+    # the first batch of each reader's second pass.
+    positions = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["extra_state"]["stream"]
+    assert [(p["epoch"], p["examples"]) for p in positions] == [(1, 4), (1, 4)], positions
