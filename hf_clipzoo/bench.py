@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import math
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -1157,8 +1158,9 @@ def write_markdown(results: dict, path: Path) -> None:
 
 
 def write_report(results_methods: dict, context: BenchContext, start: float, *, complete: bool, **extra) -> dict:
-    """results.json, results.md and plots/ for the methods that have finished (called after each method, so a run
-    stopped part-way leaves the report of what it measured, never the previous run's)."""
+    """results.json and results.md for the methods that have finished (called after each method, so a run stopped
+    part-way leaves the report of what it measured, never the previous run's); plots/ once the run is complete
+    (drawing every figure after every method costs the smoke run more than some of its methods)."""
     results = {
         "preset_name": context.preset_name,
         "preset": asdict(context.preset),
@@ -1178,7 +1180,7 @@ def write_report(results_methods: dict, context: BenchContext, start: float, *, 
         else ("skipped: Fashion-MNIST not installed (apt install dataset-fashion-mnist, or set FASHION_MNIST_DIR)"),
         "total_seconds": time.perf_counter() - start,
     }
-    results["plots"] = write_plots(results, context.output_dir / "plots") + context.extra_plots
+    results["plots"] = write_plots(results, context.output_dir / "plots") + context.extra_plots if complete else []
     # Written through a temporary name: a reader never sees half a file.
     for name, text in (("results.json", json.dumps(results, indent=2, default=str) + "\n"),):
         tmp = context.output_dir / f".{name}.tmp"
@@ -1276,6 +1278,7 @@ def run_bench(
     context.output_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("results.json", "results.md"):  # never leave the previous run's report next to this one
         (context.output_dir / stale).unlink(missing_ok=True)
+    shutil.rmtree(context.output_dir / "plots", ignore_errors=True)
     start = time.perf_counter()
     if foundations_dir is not None:
         context.foundations_dir = Path(foundations_dir)

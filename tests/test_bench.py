@@ -72,6 +72,8 @@ def test_a_run_stopped_part_way_leaves_the_report_of_what_finished(smoke_bench, 
         raise KeyboardInterrupt
 
     (tmp_path / "results.md").write_text("a previous run's report")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "claims.png").write_bytes(b"a previous run's plot")
     monkeypatch.setitem(bench.BENCH_ENTRIES, "dreamlip", interrupted)
     with pytest.raises(KeyboardInterrupt):
         bench.run_bench("smoke", tmp_path, methods=["fff", "dreamlip"])
@@ -79,6 +81,7 @@ def test_a_run_stopped_part_way_leaves_the_report_of_what_finished(smoke_bench, 
     assert results["complete"] is False and results["methods"]["clip"]["status"] == "ran"
     assert results["methods"]["fff"]["status"] == "ran" and "dreamlip" not in results["methods"]
     assert "previous run" not in (tmp_path / "results.md").read_text()
+    assert results["plots"] == [] and not (tmp_path / "plots").exists()  # plots come with the complete report
     # Same seed, same numbers: what finished equals the session's full run of the same methods.
     full = json.loads((smoke_bench / "results.json").read_text())
     for method in ("clip", "fff"):

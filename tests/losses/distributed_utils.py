@@ -112,6 +112,9 @@ def _worker_main() -> None:
                 {key: value.contiguous() for key, value in results.items()},
                 str(Path(args.out) / "results.safetensors"),
             )
+        # Both ranks leave together: a rank tearing gloo down while its peer still talks to it can abort in C++
+        # ("terminate called without an active exception"), seen once on a loaded machine.
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
