@@ -179,3 +179,42 @@ def test_two_processes(shared_launch):
     assert shared_launch.error is None, shared_launch.log[-3000:] + shared_launch.error
     results = json.loads((shared_launch.folder / "ddp" / "final" / "results.json").read_text())
     assert 0.0 <= results["test/5way_1shot_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("use_text_in_support", [True, False])
+def test_evaluation_from_cached_features_equals_scoring_each_episode(encoder_dir, use_text_in_support):
+    """`evaluate` encodes every video once and scores episodes from the cache; it must give what the model's forward
+    gives on each episode's own videos."""
+    from hf_clipzoo.data.episodes import EpisodeSampler
+
+    script = load_training_script("ma_clip")
+    args = script.parse_args(tiny_run(encoder_dir, "unused"))
+    clip_processor = AutoProcessor.from_pretrained(encoder_dir)
+    processor = MACLIPProcessor(clip_processor.image_processor, clip_processor.tokenizer, num_frames=4)
+    split = script.load_split("meta_val", args, processor)
+    torch.manual_seed(0)
+    model = MACLIPModel.from_clip(
+        ZooCLIPModel.from_pretrained(encoder_dir), num_frames=4, use_text_in_support=use_text_in_support
+    )
+    with torch.no_grad():  # adapters start as the identity: perturb them so that the text path matters
+        for name, parameter in model.named_parameters():
+            if "adapter" in name or "prototype" in name:
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    model.eval()
+    shot, episodes = 2, 5
+    cached = script.evaluate(model, split, args, shot, episodes, seed=7, device=torch.device("cpu"))
+    sampler = EpisodeSampler(split["labels"], args.way, shot, args.query_per_class, seed=7, num_episodes=episodes)
+    features = script.encode_split(model, split, torch.device("cpu"))
+    per_episode = []
+    for episode in sampler:
+        with torch.no_grad():
+            direct = model(**script.episode_inputs(split, episode, torch.device("cpu")))
+        support, query = torch.as_tensor(episode.support_indices), torch.as_tensor(episode.query_indices)
+        from_cache = model.score_episode(
+            features["support_frames"][support], features["support_tpcm"][support],
+            torch.as_tensor(episode.support_labels), features["query_frames"][query], features["query_tpcm"][query],
+            features["text_features"][torch.as_tensor(episode.class_ids)],
+        )  # fmt: skip
+        torch.testing.assert_close(from_cache.probs, direct.probs, atol=1e-5, rtol=1e-5)
+        per_episode.append(float((direct.probs.argmax(-1).numpy() == episode.query_labels).mean()))
+    assert cached["per_episode"] == per_episode

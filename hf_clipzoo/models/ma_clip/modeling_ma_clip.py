@@ -248,7 +248,7 @@ def check_videos(name: str, pixel_values, num_frames: int, num_channels: int) ->
     if frames != num_frames:
         raise ValueError(
             f"`{name}` has {frames} frames per video, expected config.num_frames={num_frames}; resample the videos "
-            "(MACLIPProcessor(videos=..., num_frames=...))."
+            "(`MACLIPProcessor(..., num_frames=N)(videos=...)` resamples every video to N frames)."
         )
 
 
@@ -439,6 +439,69 @@ class MACLIPModel(RemoteCodeModelMixin, MACLIPPreTrainedModel):
             return torch.tensor(self.config.text_logit_scale, device=self.clip.logit_scale.device)
         return self.clip.logit_scale.exp()
 
+    def encode_videos(
+        self, pixel_values: torch.Tensor, text_features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What an episode is scored from, per video: the adapted tower's frame features `[B, T, P]` and their TPCM
+        output `[B, T, P]`. `text_features` `[B, P]` (a support's own class text) join both; queries pass None.
+
+        Nothing here looks at the other videos of an episode, so an evaluation over many episodes encodes every
+        video once, as a support and as a query, and scores each episode with `score_episode` (the script does).
+        """
+        frames = self.get_video_features(pixel_values, text_features)
+        return frames, self.prototype_module(frames, text_features)
+
+    def score_episode(
+        self,
+        support_frames: torch.Tensor,
+        support_tpcm: torch.Tensor,
+        support_labels: torch.LongTensor,
+        query_frames: torch.Tensor,
+        query_tpcm: torch.Tensor,
+        text_features: torch.Tensor,
+        query_labels: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+    ) -> MACLIPOutput:
+        """The episode head on `encode_videos` outputs (supports with their class text, queries without) and the
+        episode's class-text features `[N, P]` in episode-label order; `forward` is `encode_videos` + this."""
+        config = self.config
+        way = text_features.shape[0]
+        shot = check_episode(support_labels, support_frames.shape[0], way, query_labels, query_frames.shape[0])
+        if return_loss and query_labels is None:
+            raise ValueError("`return_loss=True` needs `query_labels`.")
+        text_embeds = F.normalize(text_features, dim=-1)
+        scale = self.text_logit_scale()
+        logits_support_text = scale * F.normalize(support_frames.mean(1), dim=-1) @ text_embeds.t()
+        logits_query_text = scale * F.normalize(query_frames.mean(1), dim=-1) @ text_embeds.t()
+
+        # Class-major grouping by label (stable sort keeps shot order), then the mean over the K shots.
+        order = torch.argsort(support_labels, stable=True)
+        prototype_embeds = support_tpcm[order].reshape(way, shot, *support_tpcm.shape[1:]).mean(1)
+        distances = otam_distance(
+            cosine_frame_distances(query_tpcm, prototype_embeds),
+            lam=config.otam_lambda,
+            bidirectional=config.otam_bidirectional,
+        )
+        logits_query_support = -config.otam_logit_scale * distances
+
+        alpha = config.loss_alpha
+        probs = alpha * logits_query_text.softmax(-1) + (1 - alpha) * logits_query_support.softmax(-1)
+        loss = None
+        if return_loss:
+            loss = alpha * 0.5 * (
+                F.cross_entropy(logits_support_text, support_labels) + F.cross_entropy(logits_query_text, query_labels)
+            ) + (1 - alpha) * F.cross_entropy(logits_query_support, query_labels)
+        return MACLIPOutput(
+            loss=loss,
+            probs=probs,
+            logits_query_support=logits_query_support,
+            logits_query_text=logits_query_text,
+            logits_support_text=logits_support_text,
+            query_embeds=query_tpcm,
+            prototype_embeds=prototype_embeds,
+            text_embeds=text_embeds,
+        )
+
     def forward(
         self,
         support_pixel_values: torch.FloatTensor | None = None,
@@ -476,50 +539,16 @@ class MACLIPModel(RemoteCodeModelMixin, MACLIPPreTrainedModel):
         way = input_ids.shape[0] if isinstance(input_ids, torch.Tensor) and input_ids.ndim == 2 else None
         if way is None:
             raise ValueError("`input_ids` must have shape (way, sequence_length): one class prompt per episode label.")
-        shot = check_episode(
-            support_labels, support_pixel_values.shape[0], way, query_labels, query_pixel_values.shape[0]
-        )
+        check_episode(support_labels, support_pixel_values.shape[0], way, query_labels, query_pixel_values.shape[0])
 
         text_features = self.get_text_features(input_ids, attention_mask)
-        text_embeds = F.normalize(text_features, dim=-1)
         support_text = text_features[support_labels] if config.use_text_in_support else None
-        support_frames = self.get_video_features(support_pixel_values, support_text)
-        query_frames = self.get_video_features(query_pixel_values)
-
-        scale = self.text_logit_scale()
-        logits_support_text = scale * F.normalize(support_frames.mean(1), dim=-1) @ text_embeds.t()
-        logits_query_text = scale * F.normalize(query_frames.mean(1), dim=-1) @ text_embeds.t()
-
-        support_tpcm = self.prototype_module(support_frames, support_text)
-        query_embeds = self.prototype_module(query_frames)
-        # Class-major grouping by label (stable sort keeps shot order), then the mean over the K shots.
-        order = torch.argsort(support_labels, stable=True)
-        prototype_embeds = support_tpcm[order].reshape(way, shot, *support_tpcm.shape[1:]).mean(1)
-        distances = otam_distance(
-            cosine_frame_distances(query_embeds, prototype_embeds),
-            lam=config.otam_lambda,
-            bidirectional=config.otam_bidirectional,
-        )
-        logits_query_support = -config.otam_logit_scale * distances
-
-        alpha = config.loss_alpha
-        probs = alpha * logits_query_text.softmax(-1) + (1 - alpha) * logits_query_support.softmax(-1)
-        loss = None
-        if return_loss:
-            loss = alpha * 0.5 * (
-                F.cross_entropy(logits_support_text, support_labels) + F.cross_entropy(logits_query_text, query_labels)
-            ) + (1 - alpha) * F.cross_entropy(logits_query_support, query_labels)
-
-        output = MACLIPOutput(
-            loss=loss,
-            probs=probs,
-            logits_query_support=logits_query_support,
-            logits_query_text=logits_query_text,
-            logits_support_text=logits_support_text,
-            query_embeds=query_embeds,
-            prototype_embeds=prototype_embeds,
-            text_embeds=text_embeds,
-        )
+        support_frames, support_tpcm = self.encode_videos(support_pixel_values, support_text)
+        query_frames, query_tpcm = self.encode_videos(query_pixel_values)
+        output = self.score_episode(
+            support_frames, support_tpcm, support_labels, query_frames, query_tpcm, text_features,
+            query_labels=query_labels, return_loss=return_loss,
+        )  # fmt: skip
         return output if return_dict is not False else output.to_tuple()
 
 
