@@ -19,13 +19,25 @@ def test_every_method_converter_is_found():
 
 
 @pytest.mark.parametrize("module_name", CONVERTERS)
-def test_converter_parser_takes_the_shared_flags(module_name):
+def test_converter_parser_takes_the_shared_flags(module_name, tmp_path):
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"")
     args = (
         importlib.import_module(module_name)
         .build_parser()
-        .parse_args(["--checkpoint", "weights.pth", "--output_dir", "out"])
+        .parse_args(["--checkpoint", str(weights), "--output_dir", "out"])
     )
-    assert (args.checkpoint, args.output_dir) == ("weights.pth", "out")
+    assert (args.checkpoint, args.output_dir) == (str(weights), "out")
+
+
+@pytest.mark.parametrize("module_name", CONVERTERS)
+def test_converter_with_a_missing_checkpoint_names_the_path(module_name, capsys, tmp_path):
+    missing = tmp_path / "no.pth"
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module_name).main(["--checkpoint", str(missing), "--output_dir", "out"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "--checkpoint" in error and f"no file at '{missing}'" in error, error
 
 
 @pytest.mark.parametrize("module_name", CONVERTERS)

@@ -112,6 +112,15 @@ def load_state_dict_file(path: str | Path, *, inert_non_tensor_classes: bool = F
         ) from error
 
 
+def _existing_file(value: str) -> str:
+    # Checked while parsing, so a mistyped path is one usage line naming it, not a traceback after the imports.
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(
+            f"no file at {value!r}; expected the released checkpoint file (.pt / .pth / .bin / .safetensors)"
+        )
+    return value
+
+
 def converter_parser(doc: str, checkpoint_help: str) -> argparse.ArgumentParser:
     """The arguments every converter shares: `--checkpoint` (the released file) and `--output_dir` (the folder).
 
@@ -120,7 +129,7 @@ def converter_parser(doc: str, checkpoint_help: str) -> argparse.ArgumentParser:
     """
     description = " ".join(doc.split("\n\n")[0].split())
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    parser.add_argument("--checkpoint", required=True, type=_existing_file, help=checkpoint_help)
     parser.add_argument("--output_dir", required=True, help="Folder for the converted model (and its processor).")
     return parser
 

@@ -340,8 +340,9 @@ def test_cli_entry_point_runs_as_module(tmp_path, monkeypatch, capsys):
                     "--text_num_heads", "2", "--no_processor"], monkeypatch)  # fmt: skip
     assert "Converted" in capsys.readouterr().out
     assert (tmp_path / "out" / "config.json").is_file()
-    with pytest.raises(FileNotFoundError, match="No checkpoint file"):
+    with pytest.raises(SystemExit) as exit_info:
         _run_as_module(["--checkpoint", str(tmp_path / "no.pth"), "--output_dir", str(tmp_path / "x")], monkeypatch)
+    assert exit_info.value.code == 2 and "no file at" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, None])
