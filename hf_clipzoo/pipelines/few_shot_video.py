@@ -2,9 +2,10 @@
 
 `FewShotVideoClassifier` works with any model of the zoo that scores an N-way episode the way CLIP-FSAR does
 (`model(support_pixel_values, support_labels, query_pixel_values, class_input_ids, ...)` returning `logits [N·Q, N]` =
-negative alignment distances; MA-CLIP takes the class prompts as `input_ids`). It is a `transformers.Pipeline` registered as the custom task
-`few-shot-video-classification`; one input is one *episode* (supports, their labels and queries), since supports only
-make sense together with their queries. Every saved CLIP-FSAR and MA-CLIP folder carries the pipeline, so
+negative alignment distances; MA-CLIP takes the class prompts as `input_ids` and returns its fused `probs`). It is a
+`transformers.Pipeline` registered as the custom task `few-shot-video-classification`; one input is one *episode*
+(supports, their labels and queries), since supports only make sense together with their queries. Every saved
+CLIP-FSAR and MA-CLIP folder carries the pipeline, so
 
     >>> from transformers import pipeline
     >>> classify = pipeline("few-shot-video-classification", model="path/to/clip_fsar", trust_remote_code=True)
