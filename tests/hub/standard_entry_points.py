@@ -9,7 +9,9 @@ diffusers, peft, numpy and PIL.
 - a transformers folder (`config.json`): `AutoConfig`, `AutoModel`, `AutoProcessor` where it has a processor, the
   card's `pipeline_tag` through `pipeline()` and every custom pipeline of its config, each run on a tiny input.
 
-`walk(roots)` returns `{folder: [what was loaded, ...]}` and raises on the first folder that does not load.
+`walk(roots)` loads one folder of each distinct kind per root (`distinct_folders`: the variants of one bench run, e.g. FFF's
+ablations, are the same classes and files with other weights) and returns `{folder: [what was loaded, ...]}`; it
+raises on the first folder that does not load.
 """
 
 import json
@@ -122,12 +124,45 @@ def model_folders(roots) -> dict[Path, str]:
     return dict(sorted(folders.items()))
 
 
+def _folder_signature(folder: Path, kind: str) -> tuple:
+    """What decides how a folder loads: its kind, the classes and custom pipelines its configs name, its card's
+    pipeline tag and its file names. Two folders with one signature differ only in their weights' values."""
+    files = tuple(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix != ".safetensors"))
+    weights = tuple(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors")))
+    configs = []
+    for name in ("config.json", "adapter_config.json", "model_index.json"):
+        if (folder / name).is_file():
+            config = json.loads((folder / name).read_text())
+            configs.append(
+                json.dumps(
+                    {key: config.get(key) for key in ("model_type", "architectures", "auto_map", "custom_pipelines",
+                                                      "peft_type", "_class_name", "base_model_name_or_path")},
+                    sort_keys=True,
+                )
+            )  # fmt: skip
+    return kind, _card_pipeline_tag(folder), tuple(configs), weights, files
+
+
+def distinct_folders(roots) -> dict[Path, str]:
+    """The first folder of each `_folder_signature` under each root (every root keeps its own: the shipped
+    foundations are loaded even where a bench folder has their signature)."""
+    distinct = {}
+    for root in roots:
+        seen = set()
+        for folder, kind in model_folders([root]).items():
+            signature = _folder_signature(folder, kind)
+            if signature not in seen:
+                seen.add(signature)
+                distinct[folder] = kind
+    return distinct
+
+
 LOADERS = {"diffusers": load_diffusers_folder, "peft": load_adapter_folder, "transformers": load_transformers_folder}
 
 
 def walk(roots) -> dict[str, list[str]]:
     report = {}
-    for folder, kind in model_folders(roots).items():
+    for folder, kind in distinct_folders(roots).items():
         try:
             report[str(folder)] = LOADERS[kind](folder)
         except Exception as error:

@@ -17,7 +17,7 @@ from hf_clipzoo.models.groupvit import ZooGroupViTConfig, ZooGroupViTModel, buil
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.pipelines.few_shot_video import FewShotVideoClassifier
 from hf_clipzoo.pipelines.zero_shot_segmentation import ZeroShotSegmentationPipeline
-from tests.testing_utils import check_card_pipeline_tag, run_without_package
+from tests.testing_utils import check_card_pipeline_tag, checked_without_package
 
 T = 4
 # bg_thresh 0: no background, so the masks of a random tiny model still partition the image.
@@ -41,31 +41,27 @@ EPISODE = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def groupvit(tmp_path_factory):
+# Each builder saves its tiny model into `folder`: the module's fixtures and the packageless case share them.
+def build_groupvit(folder):
     torch.manual_seed(0)
     model = ZooGroupViTModel(ZooGroupViTConfig.from_preset("world-micro")).eval()
     processor = build_groupvit_processor(32)
-    folder = tmp_path_factory.mktemp("pipelines") / "groupvit"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return model, processor, folder
 
 
-@pytest.fixture(scope="module")
-def clip_fsar(tmp_path_factory):
+def build_clip_fsar(folder):
     clip = build_clip_processor(16, 77)
     processor = CLIPFSARProcessor(clip.image_processor, clip.tokenizer, num_frames=T)
     torch.manual_seed(0)
     model = CLIPFSARModel(CLIPFSARConfig.from_preset("world-micro", num_frames=T, vision_config={"image_size": 16}))
-    folder = tmp_path_factory.mktemp("pipelines") / "clip_fsar"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return model.eval(), processor, folder
 
 
-@pytest.fixture(scope="module")
-def ma_clip(tmp_path_factory):
+def build_ma_clip(folder):
     clip = build_clip_processor(16, 77)
     processor = MACLIPProcessor(clip.image_processor, clip.tokenizer, num_frames=T)
     torch.manual_seed(0)
@@ -76,10 +72,24 @@ def ma_clip(tmp_path_factory):
         for name, parameter in model.named_parameters():
             if "adapter" in name:
                 parameter.add_(0.05 * torch.randn_like(parameter))
-    folder = tmp_path_factory.mktemp("pipelines") / "ma_clip"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return model.eval(), processor, folder
+
+
+@pytest.fixture(scope="module")
+def groupvit(tmp_path_factory):
+    return build_groupvit(tmp_path_factory.mktemp("pipelines") / "groupvit")
+
+
+@pytest.fixture(scope="module")
+def clip_fsar(tmp_path_factory):
+    return build_clip_fsar(tmp_path_factory.mktemp("pipelines") / "clip_fsar")
+
+
+@pytest.fixture(scope="module")
+def ma_clip(tmp_path_factory):
+    return build_ma_clip(tmp_path_factory.mktemp("pipelines") / "ma_clip")
 
 
 def same_masks(a, b):
@@ -187,10 +197,10 @@ def test_cards_pipeline_tags_load_through_pipeline(groupvit, clip_fsar):
         check_card_pipeline_tag(folder)
 
 
-def test_saved_folders_run_their_pipelines_without_the_package(groupvit, clip_fsar, ma_clip, tmp_path):
-    seg_model, seg_processor, seg_folder = groupvit
-    fsar_model, fsar_processor, fsar_folder = clip_fsar
-    ma_clip_model, ma_clip_processor, ma_clip_folder = ma_clip
+def _saved_folders_case(folder):
+    seg_model, seg_processor, seg_folder = build_groupvit(folder / "groupvit")
+    fsar_model, fsar_processor, fsar_folder = build_clip_fsar(folder / "clip_fsar")
+    ma_clip_model, ma_clip_processor, ma_clip_folder = build_ma_clip(folder / "ma_clip")
     segments = ZeroShotSegmentationPipeline(seg_model, seg_processor, **SEGMENTATION_OPTIONS)(
         scene(), candidate_labels=LABELS
     )
@@ -202,12 +212,11 @@ def test_saved_folders_run_their_pipelines_without_the_package(groupvit, clip_fs
             str(ma_clip_folder): FewShotVideoClassifier(ma_clip_model, ma_clip_processor)(**EPISODE),
         },
     }
-    (tmp_path / "expected.json").write_text(json.dumps(expected))
-    scene().save(tmp_path / "scene.png")
+    (folder / "expected.json").write_text(json.dumps(expected))
+    scene().save(folder / "scene.png")
     for name, frames in (("support", EPISODE["support_videos"]), ("query", EPISODE["query_videos"])):
-        np.save(tmp_path / f"{name}.npy", np.stack([np.stack([np.asarray(f) for f in v]) for v in frames]))
-    run_without_package(
-        f"""
+        np.save(folder / f"{name}.npy", np.stack([np.stack([np.asarray(f) for f in v]) for v in frames]))
+    return f"""
         import json
         import numpy as np
         from PIL import Image
@@ -230,10 +239,12 @@ def test_saved_folders_run_their_pipelines_without_the_package(groupvit, clip_fs
             for got, want in zip(ranked, expected_ranked):
                 assert [r["label"] for r in got] == [r["label"] for r in want], (folder, got, want)
                 np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-6)
-        """,
-        cwd=tmp_path,
-        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
-    )
+        """
+
+
+@checked_without_package(_saved_folders_case)
+def test_saved_folders_run_their_pipelines_without_the_package(without_package):
+    assert without_package.error is None, without_package.error
 
 
 def test_segmentation_takes_its_labels_positionally_as_the_bench_and_the_space_pass_them(groupvit):
