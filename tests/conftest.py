@@ -30,18 +30,31 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
 
 
-@pytest.fixture(scope="session")
-def _without_package_outcomes(request, tmp_path_factory):
-    from tests.testing_utils import run_cases_without_package
+def pytest_collection_modifyitems(items):
+    # Tests that only read the background interpreter's outcome run last, so that it overlaps the rest of the suite
+    # (a stable sort: every other test keeps its order).
+    items.sort(key=lambda item: hasattr(getattr(item, "obj", None), "without_package_case"))
 
-    # Every selected case at once, on first use: one fresh interpreter for the session, not one per test.
-    return run_cases_without_package(request.session.items, tmp_path_factory.mktemp("without_package"))
+
+@pytest.fixture(scope="session", autouse=True)
+def _without_package_run(request, tmp_path_factory):
+    from tests.testing_utils import PackagelessRun
+
+    # Every selected case at once, started before the first test: one fresh interpreter for the session, in the
+    # background, not one per test.
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    with pytest.MonkeyPatch.context() as monkeypatch:  # the cases' preparation writes no cache of the user's either
+        monkeypatch.setenv("HF_HOME", str(home))
+        monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
+        run = PackagelessRun(request.session.items, tmp_path_factory.mktemp("without_package"))
+    yield run
+    run.close()
 
 
 @pytest.fixture
-def without_package(request, _without_package_outcomes):
+def without_package(request, _without_package_run):
     """This test's outcome in the session's one fresh interpreter without `hf_clipzoo` (`checked_without_package`)."""
-    return _without_package_outcomes[request.node.nodeid]
+    return _without_package_run.outcomes()[request.node.nodeid]
 
 
 @pytest.fixture(scope="session")

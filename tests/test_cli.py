@@ -16,15 +16,24 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ("bench", "foundations", "report", "eval", "caption", "list")
 
 
-def run_fresh(code: str) -> dict:
-    """Run `code` in a fresh interpreter (nothing imported yet) and return the JSON it prints last."""
+def start_fresh(code: str) -> subprocess.Popen:
+    """Start `code` in a fresh interpreter (nothing imported yet)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=300,
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def report_of(process: subprocess.Popen) -> dict:
+    """The JSON a `start_fresh` interpreter printed last."""
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-4000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_fresh(code: str) -> dict:
+    return report_of(start_fresh(code))
 
 
 def test_help_of_every_command_imports_neither_torch_nor_transformers():
@@ -47,25 +56,36 @@ def test_help_of_every_command_imports_neither_torch_nor_transformers():
     assert report["heavy"] == []
 
 
-@pytest.mark.parametrize(
-    "first_import",
-    ["import hf_clipzoo", "from hf_clipzoo.models.clip import ZooCLIPModel"],  # a model module first: no circularity
-)
-def test_any_first_import_then_auto_classes_find_the_zoo(first_import):
-    """The package is light to import, yet importing it still registers every method before an Auto class is used."""
-    report = run_fresh(
-        f"""
-        import json, sys
-        {first_import}
-        light = not any(m.split(".")[0] in {{"torch", "transformers"}} for m in sys.modules)
-        from transformers import AutoConfig
-        config = AutoConfig.for_model("clipzoo-fff")
-        from hf_clipzoo.registry import METHOD_PACKAGES, list_methods
-        from hf_clipzoo.bench import BENCH_ENTRIES
-        print(json.dumps({{"light": light, "config": type(config).__name__, "packages": list(METHOD_PACKAGES),
-                          "listed": [m["name"] for m in list_methods()], "bench": sorted(BENCH_ENTRIES)}}))
-        """
-    )
+FIRST_IMPORTS = ["import hf_clipzoo", "from hf_clipzoo.models.clip import ZooCLIPModel"]  # a model module first
+
+
+@pytest.fixture(scope="module")
+def first_import_reports() -> dict[str, dict]:
+    # Every first import in its own fresh interpreter, all at once: each is bound by one core's import time.
+    processes = {
+        first_import: start_fresh(
+            f"""
+            import json, sys
+            {first_import}
+            light = not any(m.split(".")[0] in {{"torch", "transformers"}} for m in sys.modules)
+            from transformers import AutoConfig
+            config = AutoConfig.for_model("clipzoo-fff")
+            from hf_clipzoo.registry import METHOD_PACKAGES, list_methods
+            from hf_clipzoo.bench import BENCH_ENTRIES
+            print(json.dumps({{"light": light, "config": type(config).__name__, "packages": list(METHOD_PACKAGES),
+                              "listed": [m["name"] for m in list_methods()], "bench": sorted(BENCH_ENTRIES)}}))
+            """
+        )
+        for first_import in FIRST_IMPORTS
+    }
+    return {first_import: report_of(process) for first_import, process in processes.items()}
+
+
+@pytest.mark.parametrize("first_import", FIRST_IMPORTS)
+def test_any_first_import_then_auto_classes_find_the_zoo(first_import, first_import_reports):
+    """The package is light to import, yet importing it still registers every method before an Auto class is used
+    (no circular import whichever module comes first)."""
+    report = first_import_reports[first_import]
     assert report["light"] == (first_import == "import hf_clipzoo")
     assert report["config"] == "FFFConfig"
     # What the bench runs: every registered method that has a @bench_entry.

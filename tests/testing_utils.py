@@ -131,46 +131,72 @@ for nodeid, (folder, code) in cases.items():
 """
 
 
-def run_cases_without_package(items, folder: Path) -> dict[str, PackagelessOutcome]:
-    """Prepare every `checked_without_package` case among the collected `items`, run them all in one fresh
-    interpreter where `import hf_clipzoo` fails, and return each test's outcome by node id."""
-    cases = {}
-    for index, item in enumerate(items):
-        prepare = getattr(getattr(item, "obj", None), "without_package_case", None)
-        if prepare is None:
-            continue
-        case_folder = folder / f"case{index}"
-        case_folder.mkdir()
-        code = prepare(item.instance, case_folder) if item.instance is not None else prepare(case_folder)
-        cases[item.nodeid] = (str(case_folder), textwrap.dedent(code))
-    if not cases:
-        return {}
-    (folder / "cases.json").write_text(json.dumps(cases))
-    outcomes_file = folder / "outcomes.json"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HOME": str(folder / "hf_home"),
-        "HF_MODULES_CACHE": str(folder / "modules"),
-    }
-    env.pop("PYTHONPATH", None)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", BLOCK_PACKAGE + _CASE_RUNNER, str(folder / "cases.json"), str(outcomes_file)],
+class PackagelessRun:
+    """Every `checked_without_package` case among the collected `items`, prepared now and run in ONE fresh
+    interpreter where `import hf_clipzoo` fails, started in the background: the rest of the suite runs while it
+    imports torch and transformers. `outcomes()` waits for it and returns each test's outcome by node id."""
+
+    def __init__(self, items, folder: Path):
+        self.cases = {}
+        for index, item in enumerate(items):
+            prepare = getattr(getattr(item, "obj", None), "without_package_case", None)
+            if prepare is None:
+                continue
+            case_folder = folder / f"case{index}"
+            case_folder.mkdir()
+            code = prepare(item.instance, case_folder) if item.instance is not None else prepare(case_folder)
+            self.cases[item.nodeid] = (str(case_folder), textwrap.dedent(code))
+        self.outcomes_file = folder / "outcomes.json"
+        self.process = None
+        self._outcomes = None
+        if not self.cases:
+            return
+        (folder / "cases.json").write_text(json.dumps(self.cases))
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": str(folder / "hf_home"),
+            "HF_MODULES_CACHE": str(folder / "modules"),
+        }
+        env.pop("PYTHONPATH", None)
+        self.log = open(folder / "interpreter.log", "w+")  # noqa: SIM115  (closed in `outcomes`)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", BLOCK_PACKAGE + _CASE_RUNNER, str(folder / "cases.json"), str(self.outcomes_file)],
             cwd=folder,
             env=env,
-            capture_output=True,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=120 + 30 * len(cases),
         )
-        crash = f"the shared interpreter exited with {result.returncode}:\n{result.stderr[-4000:]}"
-    except subprocess.TimeoutExpired as error:
-        crash = f"the shared interpreter timed out:\n{error.stderr}"
-    done = json.loads(outcomes_file.read_text()) if outcomes_file.exists() else {}
-    return {
-        nodeid: PackagelessOutcome(**done[nodeid]) if nodeid in done else PackagelessOutcome(crash, "")
-        for nodeid in cases
-    }
+
+    def outcomes(self) -> dict[str, PackagelessOutcome]:
+        if self._outcomes is not None:
+            return self._outcomes
+        if self.process is None:
+            self._outcomes = {}
+            return self._outcomes
+        try:
+            code = self.process.wait(timeout=120 + 30 * len(self.cases))
+            crash = f"the shared interpreter exited with {code}"
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            crash = "the shared interpreter timed out"
+        self.log.seek(0)
+        crash += f":\n{self.log.read()[-4000:]}"
+        self.log.close()
+        done = json.loads(self.outcomes_file.read_text()) if self.outcomes_file.exists() else {}
+        self._outcomes = {
+            nodeid: PackagelessOutcome(**done[nodeid]) if nodeid in done else PackagelessOutcome(crash, "")
+            for nodeid in self.cases
+        }
+        return self._outcomes
+
+    def close(self) -> None:
+        """Stop the interpreter if no test waited for it (a run stopped early, `-x`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def check_card_pipeline_tag(folder) -> None:

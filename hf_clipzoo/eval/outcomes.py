@@ -60,12 +60,36 @@ def mean_iou_statistic(confusions: np.ndarray) -> float:
     return mean_iou_from_confusion_matrix(total.reshape(side, side))["mean_iou"]
 
 
+def _mean_iou_per_resample(confusions: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """`mean_iou_statistic(confusions[sample])` for every row of `samples` at once: each resample's summed confusion
+    matrix is its item counts times the per-item matrices (integer pixel counts, so the sums are exact)."""
+    num_resamples, n = samples.shape
+    counts = np.zeros((num_resamples, n))
+    np.add.at(counts, (np.repeat(np.arange(num_resamples), n), samples.ravel()), 1.0)
+    side = int(round(math.sqrt(confusions[0].size)))
+    totals = (counts @ confusions.reshape(n, -1)).reshape(num_resamples, side, side)
+    intersection = np.diagonal(totals, axis1=1, axis2=2)
+    union = totals.sum(axis=2) + totals.sum(axis=1) - intersection
+    if (totals.sum(axis=(1, 2)) == 0).any():
+        raise ValueError("No labelled pixel in a resample: every reference pixel is `ignore_index`.")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, intersection / union, np.nan)
+    return np.nanmean(iou, axis=1)
+
+
 def _mean(values: np.ndarray) -> float:
     return float(values.mean())
 
 
-def _mean_per_row(resampled: np.ndarray) -> np.ndarray:
+def _mean_per_resample(values: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    # Row means sum in the same order as `values.mean()` on one resample.
+    resampled = values[samples]
     return resampled.reshape(resampled.shape[0], -1).mean(axis=1)
+
+
+# Statistics that can compute every resample at once (`fn(values, samples) -> [num_resamples]`); any other callable
+# is applied to one resample at a time.
+_PER_RESAMPLE = {_mean: _mean_per_resample, mean_iou_statistic: _mean_iou_per_resample}
 
 
 def paired_bootstrap(
@@ -103,9 +127,9 @@ def paired_bootstrap(
     n = method.shape[0]
     # One draw per resample, in order: the same indices as the textbook loop, whichever branch computes with them.
     samples = np.stack([rng.integers(0, n, size=n) for _ in range(num_resamples)])
-    if statistic is None:  # the mean, of every resample at once (row means sum in the same order as `values.mean()`)
-        statistic = _mean
-        differences = _mean_per_row(method[samples]) - _mean_per_row(control[samples])
+    statistic = statistic or _mean
+    if statistic in _PER_RESAMPLE:
+        differences = _PER_RESAMPLE[statistic](method, samples) - _PER_RESAMPLE[statistic](control, samples)
     else:
         differences = np.array([statistic(method[sample]) - statistic(control[sample]) for sample in samples])
     tail = (1 - confidence) / 2

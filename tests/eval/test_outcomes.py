@@ -56,6 +56,23 @@ def test_mean_iou_statistic_equals_the_dataset_level_mean_iou():
     assert mean_iou_statistic(confusions) == pytest.approx(mean_iou(predictions, references, num_labels=4)["mean_iou"])
 
 
+def test_mean_iou_bootstrap_matches_the_naive_loop():
+    # The per-resample confusion sums (item counts times per-image matrices) against recomputing each resample.
+    rng = np.random.default_rng(2)
+    references = [rng.integers(0, 5, size=(6, 6)) for _ in range(40)]
+    confusions = []
+    for noise in (0.3, 0.6):
+        predictions = [np.where(rng.random(r.shape) < noise, rng.integers(0, 5, size=r.shape), r) for r in references]
+        confusions.append(
+            np.stack([segmentation_confusion_matrix(p, r, 5).ravel() for p, r in zip(predictions, references)])
+        )
+    result = paired_bootstrap(*confusions, statistic=mean_iou_statistic, num_resamples=300, seed=4)
+    low, high = naive_paired_bootstrap(*confusions, mean_iou_statistic, 300, 4)
+    assert result["low"] == pytest.approx(low, abs=1e-12) and result["high"] == pytest.approx(high, abs=1e-12)
+    assert result["difference"] == pytest.approx(mean_iou_statistic(confusions[0]) - mean_iou_statistic(confusions[1]))
+    assert result["low"] > 0  # less noise, higher mIoU, on every resample's worth of evidence
+
+
 def test_outcomes_round_trip_and_merge(tmp_path):
     save_outcomes(tmp_path, {"a/hits": [1, 0, 1]})
     save_outcomes(tmp_path, {"b/ranks": np.array([0, 3])})

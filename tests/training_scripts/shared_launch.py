@@ -65,6 +65,9 @@ def launch_runs(items, folder: Path, port: int) -> dict[str, LaunchOutcome]:
         crash = f"the shared launch exited with {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     except subprocess.TimeoutExpired as error:
         crash = f"the shared launch timed out:\n{error.stderr}"
+    # A rank that died between runs (outside any run's log) left its traceback here.
+    for path in sorted(folder.glob("launch.crash.rank*.txt")):
+        crash += f"\n{path.name}:\n{path.read_text()}"
     outcomes, ended_at = {}, None
     for run in runs:
         run_folder = Path(run["folder"])
@@ -76,17 +79,17 @@ def launch_runs(items, folder: Path, port: int) -> dict[str, LaunchOutcome]:
                 ended_at = ended_at or run["nodeid"]
             else:
                 raised = [f"this run never finished; the launch ended at {ended_at or 'this run'}"]
-            error = "\n".join(raised) + f"\n{crash}"
+            # Every rank's own log of the run: a rank can fail without raising (killed, exited) and say why there.
+            logs = [f"{path.name}:\n{path.read_text()[-3000:]}" for path in sorted(run_folder.glob("launch*.log"))]
+            error = "\n".join([*raised, *logs, crash])
         outcomes[run["nodeid"]] = LaunchOutcome(run_folder, error, log)
     return outcomes
 
 
 def _run_all(runs_file: Path) -> None:
-    import contextlib
-    import logging
     import traceback
 
-    from accelerate.state import AcceleratorState, GradientState, PartialState
+    from accelerate.state import PartialState
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tests.training_scripts.script_utils import load_training_script
@@ -96,6 +99,20 @@ def _run_all(runs_file: Path) -> None:
     # depends on how the script first asks for it.
     PartialState.destroy_process_group = lambda self, group=None: None
     rank = int(os.environ["RANK"])
+    try:
+        _run_each(runs_file, rank, load_training_script)
+    except BaseException:
+        (runs_file.parent / f"launch.crash.rank{rank}.txt").write_text(traceback.format_exc())
+        raise
+
+
+def _run_each(runs_file: Path, rank: int, load_training_script) -> None:
+    import contextlib
+    import logging
+    import traceback
+
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
     root = logging.getLogger()
     for run in json.loads(runs_file.read_text()):
         folder = Path(run["folder"])

@@ -22,7 +22,7 @@ from hf_clipzoo import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.backbones.processing import build_clip_processor
 from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.models.diva import DivaModel, DivaPipeline
-from tests.testing_utils import run_without_package
+from tests.testing_utils import checked_without_package
 from tests.training_scripts.script_utils import load_training_script
 from tests.training_scripts.shared_launch import in_shared_launch
 
@@ -45,27 +45,6 @@ def pretrain_diffusion(folder) -> dict:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def diffusion_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("diffusion")
-    metrics = pretrain_diffusion(folder)
-    assert set(metrics) >= {"diffusion/val_loss", "diffusion/val_loss_shuffled_text", "diffusion/train_loss"}
-    for sub in ("vae", "unet", "scheduler", "text_encoder", "tokenizer"):
-        assert (folder / sub).is_dir(), sub
-    assert json.loads((folder / "diva_diffusion.json").read_text())["image_size"] == 32
-    return folder
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("baseline")
-    torch.manual_seed(0)
-    config = ZooCLIPConfig.from_preset("world-micro")
-    ZooCLIPModel(config).save_pretrained(folder)
-    build_clip_processor(32, config.text_config.max_position_embeddings).save_pretrained(folder)
-    return folder
-
-
 def run_args(baseline, diffusion_dir, out, *extra):
     return TINY_RUN + [
         "--model_name_or_path", str(baseline), "--diffusion_model_name_or_path", str(diffusion_dir),
@@ -73,13 +52,56 @@ def run_args(baseline, diffusion_dir, out, *extra):
     ]  # fmt: skip
 
 
-def test_post_trains_the_tower_only_and_resumes_exactly(baseline, diffusion_dir, tmp_path):
+_SESSION_RUN: dict = {}
+
+
+def post_trained_run(root) -> dict:
+    """The module's baseline CLIP, world diffusion model and one tiny post-training (3 steps, a checkpoint at step 2),
+    made once per session under the first `root` asked for: the package-less check prepares its files from this run
+    when the session's shared interpreter starts, the tests below read the same run."""
+    if not _SESSION_RUN:
+        baseline, diffusion, full = root / "baseline", root / "diffusion", root / "full"
+        torch.manual_seed(0)
+        config = ZooCLIPConfig.from_preset("world-micro")
+        ZooCLIPModel(config).save_pretrained(baseline)
+        build_clip_processor(32, config.text_config.max_position_embeddings).save_pretrained(baseline)
+        pretrain_metrics = pretrain_diffusion(diffusion)
+        unet_before = load_file(diffusion / "unet" / "diffusion_pytorch_model.safetensors")
+        metrics = load_training_script("diva").main(
+            run_args(baseline, diffusion, full, "--max_train_steps", "3", "--checkpointing_steps", "2")
+        )
+        _SESSION_RUN.update(
+            baseline=baseline, diffusion_dir=diffusion, pretrain_metrics=pretrain_metrics, unet_before=unet_before,
+            full=full, metrics=metrics,
+        )  # fmt: skip
+    return _SESSION_RUN
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return post_trained_run(tmp_path_factory.mktemp("diva"))
+
+
+@pytest.fixture(scope="module")
+def diffusion_dir(run):
+    folder = run["diffusion_dir"]
+    assert set(run["pretrain_metrics"]) >= {
+        "diffusion/val_loss", "diffusion/val_loss_shuffled_text", "diffusion/train_loss"
+    }  # fmt: skip
+    for sub in ("vae", "unet", "scheduler", "text_encoder", "tokenizer"):
+        assert (folder / sub).is_dir(), sub
+    assert json.loads((folder / "diva_diffusion.json").read_text())["image_size"] == 32
+    return folder
+
+
+@pytest.fixture(scope="module")
+def baseline(run):
+    return run["baseline"]
+
+
+def test_post_trains_the_tower_only_and_resumes_exactly(run, baseline, diffusion_dir, tmp_path):
     script = load_training_script("diva")
-    unet_before = load_file(diffusion_dir / "unet" / "diffusion_pytorch_model.safetensors")
-    full = tmp_path / "full"
-    metrics = script.main(
-        run_args(baseline, diffusion_dir, full, "--max_train_steps", "3", "--checkpointing_steps", "2")
-    )
+    unet_before, full, metrics = run["unet_before"], run["full"], run["metrics"]
     for key in ("mmvp/before/average_accuracy", "mmvp/after/average_accuracy", "zero_shot/before/top1_accuracy",
                 "zero_shot/after/top1_accuracy", "zero_shot/delta/top1_accuracy", "diva/before/feedback_loss",
                 "diva/after/feedback_loss", "train/loss"):  # fmt: skip
@@ -122,14 +144,31 @@ def test_post_trains_the_tower_only_and_resumes_exactly(baseline, diffusion_dir,
     torch.testing.assert_close(remote(images, generator=torch.Generator().manual_seed(1)).loss, feedback)
     assert type(DiffusionPipeline.from_pretrained(diffusion_dir)).__name__ == "StableDiffusionPipeline"
 
-    # Without hf_clipzoo, in one interpreter: the pipeline (remote code), the plain CLIPVisionModel (equal to the
-    # tuned CLIP's tower), the image processors and the world diffusion model as a StableDiffusionPipeline.
-    pixel_values = torch.randn(1, 3, 32, 32)
-    torch.save({"pixel_values": pixel_values}, tmp_path / "inputs.pt")
-    expected = ZooCLIPModel.from_pretrained(final / "clip").vision_model(pixel_values=pixel_values).pooler_output
-    torch.save({"pooled": expected, "images": images, "feedback": feedback}, tmp_path / "expected.pt")
-    run_without_package(
-        f"""
+    # The "killed" run: only checkpoint-2 survives, in a fresh folder; it ends where the full run ended.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(full / "checkpoint-2", resumed / "checkpoint-2")
+    again = script.main(
+        run_args(baseline, diffusion_dir, resumed, "--max_train_steps", "3", "--resume_from_checkpoint", "latest")
+    )
+    assert again["mmvp/before/average_accuracy"] == metrics["mmvp/before/average_accuracy"]
+    resumed_state = load_file(resumed / "final" / "clip_vision" / "model.safetensors")
+    for key, value in load_file(final / "clip_vision" / "model.safetensors").items():
+        torch.testing.assert_close(resumed_state[key], value, atol=1e-6, rtol=0, msg=key)
+
+
+def _packageless_case(folder):
+    # Without hf_clipzoo: the pipeline (remote code), the plain CLIPVisionModel (equal to the tuned CLIP's tower), the
+    # image processors and the world diffusion model as a StableDiffusionPipeline.
+    run = post_trained_run(folder)
+    final = run["full"] / "final"
+    pixel_values = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        pooled = ZooCLIPModel.from_pretrained(final / "clip").vision_model(pixel_values=pixel_values).pooler_output
+    feedback = DivaPipeline.from_pretrained(final)(images, generator=torch.Generator().manual_seed(1)).loss
+    torch.save({"pixel_values": pixel_values}, folder / "inputs.pt")
+    torch.save({"pooled": pooled, "images": images, "feedback": feedback}, folder / "expected.pt")
+    return f"""
         import torch
         from diffusers import DiffusionPipeline
         from transformers import AutoImageProcessor, AutoProcessor, CLIPVisionModel
@@ -146,23 +185,14 @@ def test_post_trains_the_tower_only_and_resumes_exactly(baseline, diffusion_dir,
         for folder in ("clip_vision", "condition_model"):
             assert type(AutoImageProcessor.from_pretrained(final + "/" + folder)).__name__ == "CLIPImageProcessorPil"
             assert type(AutoProcessor.from_pretrained(final + "/" + folder)).__name__ == "CLIPImageProcessorPil"
-        sd = DiffusionPipeline.from_pretrained({str(diffusion_dir)!r})
+        sd = DiffusionPipeline.from_pretrained({str(run["diffusion_dir"])!r})
         assert type(sd).__name__ == "StableDiffusionPipeline", type(sd).__name__
-        """,
-        cwd=tmp_path,
-        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
-    )
+        """
 
-    # The "killed" run: only checkpoint-2 survives, in a fresh folder; it ends where the full run ended.
-    resumed = tmp_path / "resumed"
-    shutil.copytree(full / "checkpoint-2", resumed / "checkpoint-2")
-    again = script.main(
-        run_args(baseline, diffusion_dir, resumed, "--max_train_steps", "3", "--resume_from_checkpoint", "latest")
-    )
-    assert again["mmvp/before/average_accuracy"] == metrics["mmvp/before/average_accuracy"]
-    resumed_state = load_file(resumed / "final" / "clip_vision" / "model.safetensors")
-    for key, value in load_file(final / "clip_vision" / "model.safetensors").items():
-        torch.testing.assert_close(resumed_state[key], value, atol=1e-6, rtol=0, msg=key)
+
+@checked_without_package(_packageless_case)
+def test_post_trained_folders_load_without_the_package(without_package):
+    assert without_package.error is None, without_package.error
 
 
 def test_bad_arguments_are_rejected(baseline, diffusion_dir, tmp_path):

@@ -16,7 +16,7 @@ from hf_clipzoo.hub.model_card import card_rule_violations
 from hf_clipzoo.models.clip import ZooCLIPConfig, ZooCLIPModel
 from hf_clipzoo.models.ma_clip import MACLIPModel, MACLIPProcessor
 from hf_clipzoo.models.ma_clip.peft_ma_clip import load_ma_clip_adapter
-from tests.testing_utils import run_without_package
+from tests.testing_utils import checked_without_package
 from tests.training_scripts.script_utils import load_training_script
 from tests.training_scripts.shared_launch import in_shared_launch
 
@@ -56,9 +56,24 @@ def probs(model, inputs):
         return model.eval()(**inputs).probs
 
 
-def test_trains_selects_and_saves_model_adapter_and_base(tmp_path, encoder_dir):
-    out = tmp_path / "run"
-    metrics = load_training_script("ma_clip").main(tiny_run(encoder_dir, out))
+_SESSION_RUN: dict = {}
+
+
+def trained_run(root) -> dict:
+    """One tiny training (4 steps, selection on val at steps 2 and 4) from a micro encoder, made once per session
+    under the first `root` asked for: the package-less check prepares its files from it when the session's shared
+    interpreter starts, the test below reads the same run."""
+    if not _SESSION_RUN:
+        encoder, out = save_encoder(root / "encoder"), root / "run"
+        _SESSION_RUN.update(
+            encoder=encoder, out=out, metrics=load_training_script("ma_clip").main(tiny_run(encoder, out))
+        )
+    return _SESSION_RUN
+
+
+def test_trains_selects_and_saves_model_adapter_and_base(tmp_path_factory):
+    run = trained_run(tmp_path_factory.mktemp("ma_clip"))
+    encoder_dir, out, metrics = run["encoder"], run["out"], run["metrics"]
     for key in ("test/5way_1shot_accuracy", "test/5way_2shot_accuracy", "val/accuracy"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["val/best_step"] in (2, 4)
@@ -102,11 +117,15 @@ def test_trains_selects_and_saves_model_adapter_and_base(tmp_path, encoder_dir):
         assert isinstance(AutoProcessor.from_pretrained(folder), MACLIPProcessor)
         assert AutoProcessor.from_pretrained(folder).num_frames == 4
 
-    # The same without hf_clipzoo: remote code for the model folders, PEFT for the adapter (also AutoPeftModel,
-    # through the auto mapping), all in one fresh interpreter.
-    torch.save({"inputs": inputs, "expected": expected}, tmp_path / "case.pt")
-    run_without_package(
-        f"""
+
+def _packageless_case(folder):
+    # Without hf_clipzoo: remote code for the model folders, PEFT for the adapter (also AutoPeftModel, through the
+    # auto mapping), all in the session's one fresh interpreter.
+    out = trained_run(folder)["out"]
+    final, adapter, base = out / "final", out / "adapter", out / "base"
+    inputs = episode()
+    torch.save({"inputs": inputs, "expected": probs(AutoModel.from_pretrained(final), inputs)}, folder / "case.pt")
+    return f"""
         import torch
         from peft import AutoPeftModel, PeftModel
         from transformers import AutoModel, AutoProcessor
@@ -127,10 +146,12 @@ def test_trains_selects_and_saves_model_adapter_and_base(tmp_path, encoder_dir):
         for folder in (final, adapter, base):
             processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
             assert type(processor).__name__ == "MACLIPProcessor" and processor.num_frames == 4
-        """,
-        cwd=tmp_path,
-        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
-    )
+        """
+
+
+@checked_without_package(_packageless_case)
+def test_saved_folders_load_without_the_package(without_package):
+    assert without_package.error is None, without_package.error
 
 
 def test_push_to_hub_uploads_model_adapter_and_base(tmp_path, encoder_dir, fake_hub):
