@@ -30,23 +30,32 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
 
 
+BACKGROUND_RUNS = {"without_package", "shared_launch", "smoke_bench_walk"}
+
+
 def pytest_collection_modifyitems(items):
-    # Tests that only read the background interpreter's outcome run last, so that it overlaps the rest of the suite
-    # (a stable sort: every other test keeps its order).
-    items.sort(key=lambda item: hasattr(getattr(item, "obj", None), "without_package_case"))
+    # Tests that read a background run (the package-less interpreter, the shared 2-process launch, the walk over the
+    # smoke bench's folders) run last, so that those runs overlap the rest of the suite (a stable sort: every other test keeps its order).
+    items.sort(key=lambda item: bool(BACKGROUND_RUNS & set(getattr(item, "fixturenames", ()))))
+
+
+@pytest.fixture(scope="session")
+def _session_hf_home(tmp_path_factory):
+    # What session fixtures prepare writes no cache of the user's either (tests get the same folder per test).
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("HF_HOME", str(home))
+        monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
+        yield home
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _without_package_run(request, tmp_path_factory):
+def _without_package_run(request, tmp_path_factory, _session_hf_home):
     from tests.testing_utils import PackagelessRun
 
     # Every selected case at once, started before the first test: one fresh interpreter for the session, in the
     # background, not one per test.
-    home = tmp_path_factory.getbasetemp() / "hf_home"
-    with pytest.MonkeyPatch.context() as monkeypatch:  # the cases' preparation writes no cache of the user's either
-        monkeypatch.setenv("HF_HOME", str(home))
-        monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
-        run = PackagelessRun(request.session.items, tmp_path_factory.mktemp("without_package"))
+    run = PackagelessRun(request.session.items, tmp_path_factory.mktemp("without_package"))
     yield run
     run.close()
 
@@ -57,15 +66,51 @@ def without_package(request, _without_package_run):
     return _without_package_run.outcomes()[request.node.nodeid]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_launch(request, tmp_path_factory, _session_hf_home):
+    from tests.training_scripts.script_utils import free_port
+    from tests.training_scripts.shared_launch import SharedLaunch
+
+    # Every selected test's 2-process run, started before the first test: one `accelerate launch` for the session.
+    launch = SharedLaunch(request.session.items, tmp_path_factory.mktemp("shared_launch"), free_port())
+    yield launch
+    launch.close()
+
+
+@pytest.fixture
+def shared_launch(request, _shared_launch):
+    """This test's run in the session's one 2-process launch (`in_shared_launch`)."""
+    return _shared_launch.outcomes()[request.node.nodeid]
+
+
 @pytest.fixture(scope="session")
-def smoke_bench(tmp_path_factory):
-    """The output folder of one `hf-clipzoo bench --preset smoke` run, shared by every test that reads a bench run
-    (the bench's own checks, its determinism test, the README's snippets): the run takes minutes, so it runs once."""
+def _smoke_bench_run(request, tmp_path_factory, _session_hf_home):
     from hf_clipzoo.cli import main as cli_main
+    from tests.testing_utils import REPO_ROOT, BackgroundWalk
 
     out = tmp_path_factory.mktemp("smoke") / "bench_out"
     assert cli_main(["bench", "--preset", "smoke", "--output_dir", str(out)]) == 0
-    return out
+    # The package-less walk over what it wrote starts at once, when a selected test reads it (that test runs last).
+    wanted = any("smoke_bench_walk" in getattr(item, "fixturenames", ()) for item in request.session.items)
+    walk = BackgroundWalk([out, REPO_ROOT / "foundations"], tmp_path_factory.mktemp("walk")) if wanted else None
+    yield out, walk
+    if walk is not None:
+        walk.close()
+
+
+@pytest.fixture(scope="session")
+def smoke_bench(_smoke_bench_run):
+    """The output folder of one `hf-clipzoo bench --preset smoke` run, shared by every test that reads a bench run
+    (the bench's own checks, its determinism test, the README's snippets): the run takes a minute, so it runs once.
+    In-process and in the foreground: in the background its torch threads would oversubscribe the suite's."""
+    return _smoke_bench_run[0]
+
+
+@pytest.fixture
+def smoke_bench_walk(_smoke_bench_run):
+    """Folder -> entry points that loaded it, from the package-less walk (`BackgroundWalk`) over the smoke run's
+    folders and the shipped foundations."""
+    return _smoke_bench_run[1].report()
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -107,16 +107,15 @@ def test_a_bench_entry_for_a_method_outside_planned_methods_is_an_error():
     assert set(bench.BENCH_ENTRIES) <= set(PLANNED_METHODS) | set(bench.BASELINES)
 
 
-def test_every_folder_the_smoke_bench_writes_loads_without_the_package(smoke_bench, tmp_path):
+def test_every_folder_the_smoke_bench_writes_loads_without_the_package(smoke_bench, smoke_bench_walk):
     """Each kind of model folder of the smoke run, and the shipped foundations it starts from, through its library's
     standard entry point (Auto classes, `pipeline`, `PeftModel`, `DiffusionPipeline`) in one interpreter without
-    hf_clipzoo (one folder per distinct kind: a method's variants differ only in their weights); every card of every
-    folder follows the Hub metadata rules."""
+    hf_clipzoo (one folder per distinct kind: a method's variants differ only in their weights; the walk runs in the
+    background after the bench, `BackgroundWalk`); every card of every folder follows the Hub metadata rules."""
     from huggingface_hub import ModelCard
 
     from hf_clipzoo.hub.model_card import card_rule_violations
     from tests.hub import standard_entry_points
-    from tests.testing_utils import run_without_package
 
     roots = [smoke_bench, Path(__file__).resolve().parents[1] / "foundations"]
     folders = standard_entry_points.model_folders(roots)
@@ -125,14 +124,7 @@ def test_every_folder_the_smoke_bench_writes_loads_without_the_package(smoke_ben
     for folder in folders:
         assert (folder / "README.md").is_file(), f"{folder} has no model card"
         assert card_rule_violations(ModelCard.load(folder / "README.md")) == [], folder
-    code = Path(standard_entry_points.__file__).read_text()
-    result = run_without_package(
-        code + f"\nimport json\nprint('REPORT', json.dumps(walk({[str(r) for r in roots]!r})))\n",
-        cwd=tmp_path,
-        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
-        timeout=600,
-    )
-    report = json.loads(result.stdout.split("REPORT ", 1)[1])
+    report = smoke_bench_walk
     assert sorted(report) == sorted(map(str, standard_entry_points.distinct_folders(roots)))
     loaded = "\n".join(entry for entries in report.values() for entry in entries)
     for expected in ("pipeline('zero-shot-image-classification')", "pipeline('zero-shot-image-segmentation')",

@@ -199,6 +199,46 @@ class PackagelessRun:
             self.process.wait()
 
 
+class BackgroundWalk:
+    """The package-less walk over every kind of folder under `roots` (`tests/hub/standard_entry_points.py`), started
+    in the background: the suite goes on while it imports torch and loads each folder. One torch thread, so that it
+    never oversubscribes the machine's cores with the suite's own (it only checks that each folder loads and runs)."""
+
+    def __init__(self, roots: list[Path], folder: Path):
+        from tests.hub import standard_entry_points
+
+        code = Path(standard_entry_points.__file__).read_text()
+        code += f"\nimport json\nprint('REPORT', json.dumps(walk({[str(root) for root in roots]!r})))\n"
+        env = {
+            **os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(folder / "modules"), "OMP_NUM_THREADS": "1",
+        }  # fmt: skip
+        env.pop("PYTHONPATH", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", BLOCK_PACKAGE + code], cwd=folder, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._report = None
+
+    def report(self) -> dict[str, list[str]]:
+        """Folder -> the entry points that loaded it."""
+        if self._report is None:
+            try:
+                stdout, stderr = self.process.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                stdout, stderr = self.process.communicate()
+                stderr += "\ntimed out after 600 s"
+            if self.process.returncode != 0:
+                raise AssertionError(f"the walk failed:\nSTDOUT:\n{stdout}\nSTDERR:\n{stderr[-4000:]}")
+            self._report = json.loads(stdout.split("REPORT ", 1)[1])
+        return self._report
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
 def check_card_pipeline_tag(folder) -> None:
     """The card's `pipeline_tag` is a task `pipeline(tag, model=folder)` serves; a card without one names the
     folder's custom pipelines, and each of those loads with `trust_remote_code=True`."""

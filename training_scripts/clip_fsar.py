@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig
@@ -268,7 +269,9 @@ def evaluate_split(args, accelerator, model, processor, split_data, shot: int, n
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    num_processes = PartialState().num_processes  # decides the accumulation, so known before the Accelerator
+    # The process count decides the accumulation, so it is known before the Accelerator. `PartialState` alone does
+    # not read ACCELERATE_USE_CPU (the Accelerator does): without it a CPU launch set every process up as the only one.
+    num_processes = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes
     if args.tasks_per_step % num_processes:
         raise ValueError(
             f"--tasks_per_step ({args.tasks_per_step}) must be a multiple of the number of processes ({num_processes})."
@@ -398,7 +401,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # --- the best model on meta-test ---
     if best_file.is_file():
-        unwrapped.load_state_dict(load_file(str(best_file), device=str(device)))
+        # Read on the CPU: `load_state_dict` copies onto each parameter's device (safetensors refuses "cpu:0").
+        unwrapped.load_state_dict(load_file(str(best_file)))
     metrics = {"val/best_accuracy": best["accuracy"], "val/best_step": best["step"], **last}
     metrics["train/trainable_parameters"] = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
     if meter.steps:  # a run resumed at its last step trains nothing

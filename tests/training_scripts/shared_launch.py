@@ -2,9 +2,9 @@
 torch + transformers + hf_clipzoo imports; the runs themselves are a few tiny steps).
 
 A test declares its run with `@in_shared_launch(prepare)`: `prepare(folder)` writes what the run needs into `folder`
-and returns `(script name, argv)`. The first such test to run launches every selected test's run, one after another
-in the same 2 processes and process group, and each test reads its own `LaunchOutcome`: the rank-0 log of its run
-(stdout, stderr and logging), whether it raised, and its folder. A run that raises ends the launch (the other rank
+and returns `(script name, argv)`. Before the first test, the session launches every selected test's run in the
+background, one after another in the same 2 processes and process group; those tests run last, and each reads its
+own `LaunchOutcome`: the rank-0 log of its run (stdout, stderr and logging), whether it raised, and its folder. A run that raises ends the launch (the other rank
 could otherwise wait forever in a collective), so the runs after it report that they never ran.
 
 Run as a script, this file is the launched program: `shared_launch.py RUNS_JSON`.
@@ -37,53 +37,80 @@ class LaunchOutcome:
     log: str  # rank 0's stdout, stderr and logging during the run
 
 
-def launch_runs(items, folder: Path, port: int) -> dict[str, LaunchOutcome]:
-    """Prepare the `in_shared_launch` run of every collected item, launch them all on 2 CPU processes, and return
-    each test's outcome by node id."""
-    runs = []
-    for index, item in enumerate(items):
-        prepare = getattr(getattr(item, "obj", None), "shared_launch_run", None)
-        if prepare is None:
-            continue
-        run_folder = folder / f"run{index}"
-        run_folder.mkdir()
-        script, argv = prepare(run_folder)
-        runs.append(
-            {"nodeid": item.nodeid, "folder": str(run_folder), "script": script, "argv": [str(a) for a in argv]}
-        )
-    if not runs:
-        return {}
-    runs_file = folder / "runs.json"
-    runs_file.write_text(json.dumps(runs))
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port), __file__, str(runs_file),
-    ]  # fmt: skip
-    try:
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300 + 120 * len(runs))
-        crash = f"the shared launch exited with {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    except subprocess.TimeoutExpired as error:
-        crash = f"the shared launch timed out:\n{error.stderr}"
-    # A rank that died between runs (outside any run's log) left its traceback here.
-    for path in sorted(folder.glob("launch.crash.rank*.txt")):
-        crash += f"\n{path.name}:\n{path.read_text()}"
-    outcomes, ended_at = {}, None
-    for run in runs:
-        run_folder = Path(run["folder"])
-        log = (run_folder / "launch.log").read_text() if (run_folder / "launch.log").exists() else ""
-        error = None
-        if not (run_folder / "launch.done").exists():
-            raised = [path.read_text() for path in sorted(run_folder.glob("launch.error.rank*.txt"))]
-            if raised:
-                ended_at = ended_at or run["nodeid"]
-            else:
-                raised = [f"this run never finished; the launch ended at {ended_at or 'this run'}"]
-            # Every rank's own log of the run: a rank can fail without raising (killed, exited) and say why there.
-            logs = [f"{path.name}:\n{path.read_text()[-3000:]}" for path in sorted(run_folder.glob("launch*.log"))]
-            error = "\n".join([*raised, *logs, crash])
-        outcomes[run["nodeid"]] = LaunchOutcome(run_folder, error, log)
-    return outcomes
+class SharedLaunch:
+    """The `in_shared_launch` run of every collected item, prepared now and launched on 2 CPU processes in the
+    background (the rest of the suite runs meanwhile); `outcomes()` waits for the launch and returns each test's
+    outcome by node id."""
+
+    def __init__(self, items, folder: Path, port: int):
+        self.folder, self.runs, self.process = folder, [], None
+        self._outcomes = None
+        for index, item in enumerate(items):
+            prepare = getattr(getattr(item, "obj", None), "shared_launch_run", None)
+            if prepare is None:
+                continue
+            run_folder = folder / f"run{index}"
+            run_folder.mkdir()
+            script, argv = prepare(run_folder)
+            self.runs.append(
+                {"nodeid": item.nodeid, "folder": str(run_folder), "script": script, "argv": [str(a) for a in argv]}
+            )
+        if not self.runs:
+            return
+        runs_file = folder / "runs.json"
+        runs_file.write_text(json.dumps(self.runs))
+        env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+            str(port), __file__, str(runs_file),
+        ]  # fmt: skip
+        self.log = open(folder / "launcher.log", "w+")  # noqa: SIM115  (closed in `outcomes`)
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
+
+    def outcomes(self) -> dict[str, LaunchOutcome]:
+        if self._outcomes is None:
+            self._outcomes = self._collect() if self.process is not None else {}
+        return self._outcomes
+
+    def close(self) -> None:
+        """Stop the launch if no test waited for it (a run stopped early, `-x`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def _collect(self) -> dict[str, LaunchOutcome]:
+        try:
+            crash = f"the shared launch exited with {self.process.wait(timeout=300 + 120 * len(self.runs))}"
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            crash = "the shared launch timed out"
+        self.log.seek(0)
+        crash += f":\n{self.log.read()[-6000:]}"
+        self.log.close()
+        # A rank that died between runs (outside any run's log) left its traceback here.
+        for path in sorted(self.folder.glob("launch.crash.rank*.txt")):
+            crash += f"\n{path.name}:\n{path.read_text()}"
+        outcomes, ended_at = {}, None
+        for run in self.runs:
+            run_folder = Path(run["folder"])
+            log = (run_folder / "launch.log").read_text() if (run_folder / "launch.log").exists() else ""
+            error = None
+            if (run_folder / "launch.done").exists() and "Num processes: 2" not in log:
+                # Both ranks would each have run the whole script alone, writing the same folder.
+                error = "the run finished without setting up 2 processes:\n" + log[-3000:]
+            elif not (run_folder / "launch.done").exists():
+                raised = [path.read_text() for path in sorted(run_folder.glob("launch.error.rank*.txt"))]
+                if raised:
+                    ended_at = ended_at or run["nodeid"]
+                else:
+                    raised = [f"this run never finished; the launch ended at {ended_at or 'this run'}"]
+                # Every rank's own log of the run: a rank can fail without raising (killed) and say why there.
+                logs = [f"{path.name}:\n{path.read_text()[-3000:]}" for path in sorted(run_folder.glob("launch*.log"))]
+                error = "\n".join([*raised, *logs, crash])
+            outcomes[run["nodeid"]] = LaunchOutcome(run_folder, error, log)
+        return outcomes
 
 
 def _run_all(runs_file: Path) -> None:
