@@ -3,7 +3,7 @@
 A cases module (`_distributed_*cases.py`) defines `CASES`, `run_case(name) -> {key: tensor}` and optionally
 `before_cases()` (checks of its own, e.g. of the gathers). This file, run as
 
-    python tests/losses/distributed_utils.py --rank R --world-size 2 --port P --out DIR CASES_MODULE...
+    python tests/losses/distributed_utils.py --rank R --world-size 2 --out DIR CASES_MODULE...
 
 runs every case of every module under `torch.distributed` and writes `DIR/results.safetensors` with keys
 `"<module stem>/<case>.<key>"`: one launch for all modules, since each launch pays two torch imports. The test
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,18 +34,12 @@ def load_cases_module(worker: Path):
     return sys.modules[name]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run_two_processes(workers: list[Path], out: Path, timeout: float = 120) -> dict[str, dict[str, torch.Tensor]]:
     """Run the cases of every module in `workers` on 2 gloo processes, in one launch; each module's results by its
     file stem, or a test failure with both processes' logs."""
     if not torch.distributed.is_available():
         pytest.skip("this torch build has no torch.distributed")
-    command = [sys.executable, __file__, "--world-size", "2", "--port", str(_free_port()), "--out", str(out)]
+    command = [sys.executable, __file__, "--world-size", "2", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     processes = [
         subprocess.Popen(
@@ -91,14 +84,15 @@ def _worker_main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--world-size", type=int, required=True)
-    parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True, help="folder where rank 0 writes results.safetensors")
     parser.add_argument("workers", nargs="+", type=Path, help="the cases modules")
     args = parser.parse_args()
     torch.set_num_threads(1)
     modules = [load_cases_module(worker) for worker in args.workers]
+    # A file in the run's fresh folder as the rendezvous, not a TCP port: a port picked free can be taken by another
+    # distributed run of the suite (the shared launch runs in the background) before this one binds it.
     torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=args.rank, world_size=args.world_size
+        "gloo", init_method=f"file://{Path(args.out).resolve()}/rendezvous", rank=args.rank, world_size=args.world_size
     )
     try:
         results = {}
