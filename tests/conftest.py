@@ -30,12 +30,14 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_MODULES_CACHE", str(home / "modules"))
 
 
-BACKGROUND_RUNS = {"without_package", "shared_launch", "smoke_bench_walk"}
+# Fixtures that wait for a background run: the package-less interpreter, the shared 2-process launch, the walk over
+# the smoke bench's folders, and the distributed-loss runs (which wait for the shared launch to end).
+BACKGROUND_RUNS = {"without_package", "shared_launch", "smoke_bench_walk", "two_process_results"}
 
 
 def pytest_collection_modifyitems(items):
-    # Tests that read a background run (the package-less interpreter, the shared 2-process launch, the walk over the
-    # smoke bench's folders) run last, so that those runs overlap the rest of the suite (a stable sort: every other test keeps its order).
+    # Tests that wait for a background run run last, so that those runs overlap the rest of the suite (a stable sort:
+    # every other test keeps its order).
     items.sort(key=lambda item: bool(BACKGROUND_RUNS & set(getattr(item, "fixturenames", ()))))
 
 

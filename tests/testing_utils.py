@@ -27,6 +27,7 @@ import pytest
 import torch
 import transformers
 
+from tests.background import BackgroundProcess
 from tests.hub.standard_entry_points import run_on_tiny_input
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,13 @@ def tiny_input_ids(batch_size: int, seq_len: int = 7, vocab_size: int = 99, eos_
     return ids
 
 
+def packageless_env(extra: dict) -> dict:
+    """The environment of a fresh interpreter without `hf_clipzoo`: offline, the repository not on the path."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **extra}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
 def run_without_package(
     code: str, cwd: Path, env: dict | None = None, timeout: int = 300
 ) -> subprocess.CompletedProcess:
@@ -74,12 +82,10 @@ def run_without_package(
 
     Each call pays a full torch + transformers import; a check that needs nothing of the calling test but files is
     cheaper as a `checked_without_package` case, which shares one interpreter with every other such case."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    full_env.pop("PYTHONPATH", None)
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_PACKAGE + textwrap.dedent(code)],
         cwd=cwd,
-        env=full_env,
+        env=packageless_env(env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -147,56 +153,38 @@ class PackagelessRun:
             code = prepare(item.instance, case_folder) if item.instance is not None else prepare(case_folder)
             self.cases[item.nodeid] = (str(case_folder), textwrap.dedent(code))
         self.outcomes_file = folder / "outcomes.json"
-        self.process = None
+        self.background = None
         self._outcomes = None
         if not self.cases:
             return
         (folder / "cases.json").write_text(json.dumps(self.cases))
-        env = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "HF_HOME": str(folder / "hf_home"),
-            "HF_MODULES_CACHE": str(folder / "modules"),
-        }
-        env.pop("PYTHONPATH", None)
-        self.log = open(folder / "interpreter.log", "w+")  # noqa: SIM115  (closed in `outcomes`)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", BLOCK_PACKAGE + _CASE_RUNNER, str(folder / "cases.json"), str(self.outcomes_file)],
-            cwd=folder,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        env = packageless_env({"HF_HOME": str(folder / "hf_home"), "HF_MODULES_CACHE": str(folder / "modules")})
+        command = [
+            sys.executable,
+            "-c",
+            BLOCK_PACKAGE + _CASE_RUNNER,
+            str(folder / "cases.json"),
+            str(self.outcomes_file),
+        ]
+        self.background = BackgroundProcess(command, folder / "interpreter.log", cwd=folder, env=env)
 
     def outcomes(self) -> dict[str, PackagelessOutcome]:
-        if self._outcomes is not None:
-            return self._outcomes
-        if self.process is None:
-            self._outcomes = {}
-            return self._outcomes
-        try:
-            code = self.process.wait(timeout=120 + 30 * len(self.cases))
-            crash = f"the shared interpreter exited with {code}"
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            crash = "the shared interpreter timed out"
-        self.log.seek(0)
-        crash += f":\n{self.log.read()[-4000:]}"
-        self.log.close()
-        done = json.loads(self.outcomes_file.read_text()) if self.outcomes_file.exists() else {}
-        self._outcomes = {
-            nodeid: PackagelessOutcome(**done[nodeid]) if nodeid in done else PackagelessOutcome(crash, "")
-            for nodeid in self.cases
-        }
+        if self._outcomes is None:
+            self._outcomes = self._collect() if self.background is not None else {}
         return self._outcomes
 
     def close(self) -> None:
-        """Stop the interpreter if no test waited for it (a run stopped early, `-x`)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.background is not None:
+            self.background.close()
+
+    def _collect(self) -> dict[str, PackagelessOutcome]:
+        status = self.background.finish(timeout=120 + 30 * len(self.cases))
+        crash = f"the shared interpreter {status}:\n{self.background.log()[-4000:]}"
+        done = json.loads(self.outcomes_file.read_text()) if self.outcomes_file.exists() else {}
+        return {
+            nodeid: PackagelessOutcome(**done[nodeid]) if nodeid in done else PackagelessOutcome(crash, "")
+            for nodeid in self.cases
+        }
 
 
 class BackgroundWalk:
@@ -209,34 +197,25 @@ class BackgroundWalk:
 
         code = Path(standard_entry_points.__file__).read_text()
         code += f"\nimport json\nprint('REPORT', json.dumps(walk({[str(root) for root in roots]!r})))\n"
-        env = {
-            **os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(folder / "modules"), "OMP_NUM_THREADS": "1",
-        }  # fmt: skip
-        env.pop("PYTHONPATH", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", BLOCK_PACKAGE + code], cwd=folder, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        env = packageless_env({"HF_MODULES_CACHE": str(folder / "modules"), "OMP_NUM_THREADS": "1"})
+        self.background = BackgroundProcess(
+            [sys.executable, "-c", BLOCK_PACKAGE + code], folder / "walk.log", cwd=folder, env=env
+        )
         self._report = None
 
     def report(self) -> dict[str, list[str]]:
         """Folder -> the entry points that loaded it."""
         if self._report is None:
-            try:
-                stdout, stderr = self.process.communicate(timeout=600)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                stdout, stderr = self.process.communicate()
-                stderr += "\ntimed out after 600 s"
-            if self.process.returncode != 0:
-                raise AssertionError(f"the walk failed:\nSTDOUT:\n{stdout}\nSTDERR:\n{stderr[-4000:]}")
-            self._report = json.loads(stdout.split("REPORT ", 1)[1])
+            status = self.background.finish(timeout=600)
+            log = self.background.log()
+            if self.background.returncode != 0:
+                raise AssertionError(f"the walk {status}:\n{log[-6000:]}")
+            report = next(line for line in log.splitlines() if line.startswith("REPORT "))
+            self._report = json.loads(report.split("REPORT ", 1)[1])
         return self._report
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+        self.background.close()
 
 
 def check_card_pipeline_tag(folder) -> None:

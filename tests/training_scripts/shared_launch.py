@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -43,7 +42,10 @@ class SharedLaunch:
     outcome by node id."""
 
     def __init__(self, items, folder: Path, port: int):
-        self.folder, self.runs, self.process = folder, [], None
+        # Imported here: run as the launched script, this file has the repository on its path only in `_run_all`.
+        from tests.background import BackgroundProcess
+
+        self.folder, self.runs, self.background = folder, [], None
         self._outcomes = None
         for index, item in enumerate(items):
             prepare = getattr(getattr(item, "obj", None), "shared_launch_run", None)
@@ -65,30 +67,20 @@ class SharedLaunch:
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
             str(port), __file__, str(runs_file),
         ]  # fmt: skip
-        self.log = open(folder / "launcher.log", "w+")  # noqa: SIM115  (closed in `outcomes`)
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
+        self.background = BackgroundProcess(command, folder / "launcher.log", env=env)
 
     def outcomes(self) -> dict[str, LaunchOutcome]:
         if self._outcomes is None:
-            self._outcomes = self._collect() if self.process is not None else {}
+            self._outcomes = self._collect() if self.background is not None else {}
         return self._outcomes
 
     def close(self) -> None:
-        """Stop the launch if no test waited for it (a run stopped early, `-x`)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.background is not None:
+            self.background.close()
 
     def _collect(self) -> dict[str, LaunchOutcome]:
-        try:
-            crash = f"the shared launch exited with {self.process.wait(timeout=300 + 120 * len(self.runs))}"
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            crash = "the shared launch timed out"
-        self.log.seek(0)
-        crash += f":\n{self.log.read()[-6000:]}"
-        self.log.close()
+        status = self.background.finish(timeout=300 + 120 * len(self.runs))
+        crash = f"the shared launch {status}:\n{self.background.log()[-6000:]}"
         # A rank that died between runs (outside any run's log) left its traceback here.
         for path in sorted(self.folder.glob("launch.crash.rank*.txt")):
             crash += f"\n{path.name}:\n{path.read_text()}"
