@@ -159,7 +159,7 @@ def bench_entry(method: str, columns: tuple[str, ...] | None = None):
 # The image-text methods' shared table: zero-shot on the 64 classes, retrieval against the long descriptions.
 IMAGE_TEXT_COLUMNS = (
     "zero_shot/top1_accuracy", "zero_shot/top5_accuracy", "zero_shot/colour_accuracy", "zero_shot/shape_accuracy",
-    "retrieval/image_to_text_R@1", "retrieval/image_to_text_R@5",
+    "linear_probe/shape_accuracy", "retrieval/image_to_text_R@1", "retrieval/image_to_text_R@5",
     "retrieval/text_to_image_R@1", "retrieval/text_to_image_R@5",
     "fashion_mnist/top1_accuracy", "train/loss",
 )  # fmt: skip
@@ -176,11 +176,45 @@ def bench_clip(context: BenchContext) -> dict[str, dict]:
         context.baseline_dir, split="test", seed=context.seed, eval_size=context.preset.eval_size,
         classes_per_split=context.preset.classes_per_split, output_dir=run_dir,
     )  # fmt: skip
+    metrics.update(frozen_feature_probe(context.baseline_dir, context))
     rows = {"CLIP (InfoNCE), shipped foundation": evaluation_row(metrics, start, context.baseline_dir, run_dir)}
     real = fashion_mnist_zero_shot(context.baseline_dir, context)
     if real is not None:
         rows["CLIP (InfoNCE) on Fashion-MNIST, real images"] = real
     return rows
+
+
+def frozen_feature_probe(model_dir: Path, context: BenchContext, train_per_class: int = 32) -> dict[str, float]:
+    """Linear probes of the frozen image embeddings for colour and for shape (8 classes each): fitted on the world's
+    train split, scored on the test images zero-shot is scored on. They tell whether a zero-shot failure is the image
+    features' (the information is not there) or the text side's (it is there, prompts cannot reach it)."""
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    from .data.synthetic import WorldConfig, make_classification
+    from .data.synthetic.vocab import SHAPES
+    from .eval.embeddings import encode_images
+    from .eval.linear_probe import linear_probe_accuracy
+
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    world = WorldConfig(seed=context.seed, image_size=model.config.vision_config.image_size)
+    per_class = {"train": 2 if context.preset_name == "smoke" else train_per_class}
+    per_class["test"] = context.preset.classes_per_split  # the zero-shot evaluation's test images
+    features, labels = {}, {}
+    for split, count in per_class.items():
+        images = make_classification(count, split=split, config=world)
+        features[split] = torch.cat(
+            [encode_images(model, processor, images[i : i + 256]["image"]) for i in range(0, len(images), 256)]
+        )
+        labels[split] = torch.tensor(images["label"])
+    metrics = {}
+    for name, of_label in (("colour", lambda y: y // len(SHAPES)), ("shape", lambda y: y % len(SHAPES))):
+        result = linear_probe_accuracy(features["train"], of_label(labels["train"]), features["test"],
+                                       of_label(labels["test"]))  # fmt: skip
+        metrics[f"linear_probe/{name}_accuracy"] = result["test_accuracy"]
+        metrics[f"linear_probe/{name}_train_accuracy"] = result["train_accuracy"]
+    return metrics
 
 
 def fashion_mnist_zero_shot(model_dir: Path, context: BenchContext) -> dict | None:
@@ -628,7 +662,7 @@ def bench_ape(context: BenchContext) -> dict[str, dict]:
             *ape_argv(context, shots),
             "--synthetic_train_per_class", str(max(context.preset.shots)),
             "--synthetic_val_per_class", "2" if smoke else "4",
-            "--synthetic_test_per_class", "2" if smoke else "16",
+            "--synthetic_test_per_class", str(context.preset.few_shot_test_per_class),
         ]  # fmt: skip
         rows[f"{shots} shot{'s' if shots > 1 else ''}"] = run_script(
             "ape", argv, context.output_dir / "ape" / f"shots-{shots}"
@@ -1209,6 +1243,16 @@ def readme_results_block(results: dict, plots_prefix: str = "") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def linear_probe_text(metrics: dict) -> str:
+    if "linear_probe/shape_accuracy" not in metrics:
+        return ""
+    return (
+        f"; linear probes of its frozen image embeddings (fitted on train): colour "
+        f"{metrics['linear_probe/colour_accuracy']:.3f}, shape {metrics['linear_probe/shape_accuracy']:.3f} "
+        f"(chance 0.125 each)"
+    )
+
+
 def starting_points_markdown(results: dict) -> list[str]:
     """The foundations as the bench measured them on the test split (what every claim starts from)."""
     methods = results["methods"]
@@ -1223,7 +1267,7 @@ def starting_points_markdown(results: dict) -> list[str]:
             f"(chance 0.016): colour right {m.get('zero_shot/colour_accuracy', math.nan):.3f}, shape right "
             f"{m.get('zero_shot/shape_accuracy', math.nan):.3f} (chance 0.125); retrieval R@1 vs long captions "
             f"{m['retrieval/image_to_text_R@1']:.3f} / {m['retrieval/text_to_image_R@1']:.3f} (chance "
-            f"{results['chance']['retrieval R@1']:.3f}) |"
+            f"{results['chance']['retrieval R@1']:.3f}){linear_probe_text(m)} |"
         )
     if groupvit:
         m = groupvit["metrics"]
