@@ -1035,7 +1035,10 @@ def plot_method_claims(method: str, claims: list[dict], plots_dir: Path) -> str 
     """plots/<method>_claims.png: method and control side by side for each of the method's claims, the
     difference's interval printed above, chance drawn where the metric has one."""
     plt = _pyplot()
-    mine = [c for c in claims if c["method"] == method and c.get("method_value") is not None and c.get("low")]
+    mine = [
+        c for c in claims
+        if c["method"] == method and c.get("method_value") is not None and c.get("low") is not None
+    ]  # fmt: skip
     if plt is None or not mine:
         return None
     fig, axes = plt.subplots(1, len(mine), figsize=(3.6 * len(mine), 3.8), squeeze=False)

@@ -131,3 +131,14 @@ def test_every_folder_the_smoke_bench_writes_loads_without_the_package(smoke_ben
                      "pipeline('few-shot-video-classification')", "PeftModel on MACLIPModel",
                      "DiffusionPipeline -> DivaPipeline", "DiffusionPipeline -> StableDiffusionPipeline"):  # fmt: skip
         assert expected in loaded, (expected, report)
+
+
+def test_a_claim_whose_interval_starts_at_zero_is_still_drawn(tmp_path):
+    # A lower bound of exactly 0.0 (DIVA's unchanged pairs, a tie at the interval's end) is a measurement, not a
+    # missing one: its method figure must show it.
+    claim = {
+        "method": "diva", "claim": "after > before", "metric": "MMVP pair accuracy", "rule": ">", "chance": 0.25,
+        "method_value": 0.26, "control_value": 0.26, "difference": 0.0, "low": 0.0, "high": 0.0, "holds": False,
+    }  # fmt: skip
+    assert bench.plot_method_claims("diva", [claim], tmp_path) == "plots/diva_claims.png"
+    assert (tmp_path / "diva_claims.png").stat().st_size > 1000
