@@ -61,8 +61,8 @@ def run_two_processes(workers: list[Path], out: Path, timeout: float = 120) -> d
             raise
     failed = [rank for rank, process in enumerate(processes) if process.returncode != 0]
     # A rank that aborts after both ranks passed the final barrier (its marker is written there) has computed and
-    # exchanged everything the test compares; what failed is gloo's teardown in torch ("terminate called without an
-    # active exception", once in several CI runs, never reproduced here in 40 runs beside 3 busy processes on 2 cores). Anything earlier fails.
+    # exchanged everything the test compares; what failed is gloo's teardown ("terminate called without an active
+    # exception": once in several CI runs, never in 40 runs here beside 3 busy processes on 2 cores). Earlier fails.
     if any(not (out / f"rank{rank}.done").exists() for rank in failed) or not (out / "results.safetensors").exists():
         pytest.fail(
             "distributed worker failed:\n"
