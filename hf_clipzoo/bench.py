@@ -587,7 +587,7 @@ def grounding_metrics(model_dir: Path, run_dir: Path, context: BenchContext) -> 
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     world = WorldConfig(seed=context.seed, image_size=model.config.vision_config.image_size)
-    scenes = make_scenes(context.preset.eval_size, split="test", config=world)
+    scenes = make_scenes(context.preset.grounding_scenes, split="test", config=world)
     result = evaluate_patch_grounding(model, processor, scenes, class_names=SEGMENTATION_CLASSES[1:])
     save_outcomes(run_dir, {"grounding/pointing_hits": result["pointing_hits"]})
     return {f"grounding/{k}": result[k] for k in ("pointing_accuracy", "pointing_chance", "mean_iou")}
@@ -624,14 +624,14 @@ def bench_dreamlip(context: BenchContext) -> dict[str, dict]:
     return rows
 
 
-def ape_argv(context: BenchContext, shots: int) -> list[str]:
+def ape_argv(context: BenchContext, shots: int, seed: int | None = None) -> list[str]:
     """APE's run at `shots`: the frozen baseline, the preset's budget, APE-T and Tip-Adapter-F trained too."""
     if context.baseline_dir is None:
         raise RuntimeError("The CLIP baseline must run before APE (it is APE's frozen encoder).")
     smoke = context.preset_name == "smoke"
     return [
         "--model_name_or_path", str(context.baseline_dir),
-        "--seed", str(context.seed),
+        "--seed", str(context.seed if seed is None else seed),
         "--shots", str(shots),
         "--augment_epochs", "1" if smoke else "10",
         "--num_train_epochs", "2" if smoke else "20",
@@ -653,24 +653,33 @@ def bench_ape(context: BenchContext) -> dict[str, dict]:
     """Few-shot classification on the world's 64 classes: zero-shot, Tip-Adapter(-F), APE, APE-T per shot count.
 
     The encoder is the frozen CLIP baseline; every shot count draws its own few-shot set from the same seed, and
-    β, α (γ) are searched on the val split only.
+    β, α (γ) and the trained adapters' epochs are selected on the val split only. The largest shot count (the
+    claims') also runs at `few_shot_seeds - 1` further seeds, each its own world draw, few-shot set and training.
     """
-    smoke = context.preset_name == "smoke"
     rows = {}
-    for shots in context.preset.shots:
+    preset = context.preset
+    runs = [(shots, context.seed) for shots in preset.shots]
+    runs += [(max(preset.shots), context.seed + k) for k in range(1, preset.few_shot_seeds)]
+    for shots, seed in runs:
         argv = [
-            *ape_argv(context, shots),
-            "--synthetic_train_per_class", str(max(context.preset.shots)),
-            "--synthetic_val_per_class", "2" if smoke else "4",
-            "--synthetic_test_per_class", str(context.preset.few_shot_test_per_class),
+            *ape_argv(context, shots, seed),
+            "--synthetic_train_per_class", str(max(preset.shots)),
+            "--synthetic_val_per_class", str(preset.few_shot_val_per_class),
+            "--synthetic_test_per_class", str(preset.few_shot_test_per_class),
         ]  # fmt: skip
-        rows[f"{shots} shot{'s' if shots > 1 else ''}"] = run_script(
-            "ape", argv, context.output_dir / "ape" / f"shots-{shots}"
-        )
+        name, folder = few_shot_row_name(shots), f"shots-{shots}"
+        if seed != context.seed:
+            name, folder = f"{name}, seed {seed}", f"{folder}-seed-{seed}"
+        rows[name] = run_script("ape", argv, context.output_dir / "ape" / folder)
+        rows[name]["seed"] = seed
     real = fashion_mnist_few_shot(context)
     if real is not None:
         rows[f"Fashion-MNIST (real images), {max(context.preset.shots)} shots"] = real
     return rows
+
+
+def few_shot_row_name(shots: int) -> str:
+    return f"{shots} shot{'s' if shots > 1 else ''}"
 
 
 def fashion_mnist_few_shot(context: BenchContext) -> dict | None:
@@ -686,7 +695,7 @@ def fashion_mnist_few_shot(context: BenchContext) -> dict | None:
     from .data.fashion_mnist import load_fashion_mnist
 
     shots = max(context.preset.shots)
-    val_per_class = 4
+    val_per_class = context.preset.few_shot_val_per_class
     smoke = context.preset_name == "smoke"
     pool = load_fashion_mnist("train", num_per_class=shots + val_per_class, seed=context.seed)
     labels = pool["label"]
@@ -715,7 +724,9 @@ def fashion_mnist_few_shot(context: BenchContext) -> dict | None:
 # Each paper's claims as comparisons against a control at equal budget, measured on the same test items: the
 # difference of the two metrics with a 95% paired-bootstrap interval over those items (images, image-caption pairs,
 # MMVP pairs, objects or episodes). ">" holds when the interval's lower end is above 0; "≥" (no worse) when it is
-# above -NON_INFERIORITY_MARGIN. The interval covers test-set sampling, not training seeds: every run is one seed.
+# above -NON_INFERIORITY_MARGIN. The interval covers test-set sampling. Most runs are one seed; APE's claims pool
+# `few_shot_seeds` seeds (its papers average 3 few-shot draws), whose test items are then distinct items of one pool:
+# their interval covers the test sampling of every seed, and each seed's own difference is listed beside it.
 CLAIMS: dict[str, Callable[[dict, BenchContext], list[dict]]] = {}
 NON_INFERIORITY_MARGIN = 0.01
 NUM_RESAMPLES = 2000
@@ -747,16 +758,30 @@ def claim_row(
     method_outcome, control_outcome=None, rule: str = ">", statistic=None, unit: str = "test items",
     seed: int = 0, chance: float | None = None, extra_condition: tuple[str, bool] | None = None,
 ) -> dict:  # fmt: skip
-    """One claim: `method_outcome(outcomes of method_run)` against `control_outcome(outcomes of control_run)`."""
+    """One claim: `method_outcome(outcomes of method_run)` against `control_outcome(outcomes of control_run)`.
+
+    `method_run` and `control_run` may be lists of runs at different seeds (paired in order): their per-item outcomes
+    are pooled (each seed's test items are distinct items), and the row lists each seed's own difference too.
+    """
+    import numpy as np
+
     row = {"method": method, "claim": claim, "metric": metric, "rule": rule, "chance": chance}
+    method_runs = method_run if isinstance(method_run, list) else [method_run]
+    control_runs = control_run if isinstance(control_run, list) else [control_run]
     try:
-        if method_run is None or control_run is None:
+        if not method_runs or None in method_runs or None in control_runs or len(method_runs) != len(control_runs):
             raise KeyError("a run it needs did not run")
-        method_values = method_outcome(load_outcomes(method_run["run_dir"]))
-        control_values = (control_outcome or method_outcome)(load_outcomes(control_run["run_dir"]))
+        method_values = [method_outcome(load_outcomes(run["run_dir"])) for run in method_runs]
+        control_values = [(control_outcome or method_outcome)(load_outcomes(run["run_dir"])) for run in control_runs]
     except KeyError as error:
         return {**row, "holds": False, "status": f"not measured: {error}"}
     kwargs = {"statistic": statistic} if statistic is not None else {}
+    if len(method_runs) > 1:
+        statistic_of = statistic or np.mean
+        row["per_seed_differences"] = [
+            float(statistic_of(m) - statistic_of(c)) for m, c in zip(method_values, control_values)
+        ]
+    method_values, control_values = np.concatenate(method_values), np.concatenate(control_values)
     result = paired_bootstrap(method_values, control_values, num_resamples=NUM_RESAMPLES, seed=seed, **kwargs)
     result["method_value"], result["control_value"] = result.pop("method"), result.pop("control")
     threshold = 0.0 if rule == ">" else -NON_INFERIORITY_MARGIN
@@ -765,6 +790,9 @@ def claim_row(
         holds = holds and extra_condition[1]
         row["condition"] = extra_condition[0]
     interval = f"95% paired bootstrap over {result['num_items']} {unit} ({NUM_RESAMPLES} resamples)"
+    if len(method_runs) > 1:
+        per_seed = ", ".join(f"{d:+.4f}" for d in row["per_seed_differences"])
+        interval += f" of {len(method_runs)} seeds pooled (each seed: {per_seed})"
     return {**row, **result, "holds": bool(holds), "status": "measured", "interval": interval}
 
 
@@ -881,12 +909,15 @@ def diva_claims(results: dict, context: BenchContext) -> list[dict]:
 def ape_claims(results: dict, context: BenchContext) -> list[dict]:
     rows = _rows(results, "ape")
     shots = max(context.preset.shots)
-    run = rows.get(f"{shots} shot{'s' if shots > 1 else ''}")
+    name = few_shot_row_name(shots)
+    seeds = [context.seed + k for k in range(context.preset.few_shot_seeds)]
+    runs = [rows.get(name if seed == context.seed else f"{name}, seed {seed}") for seed in seeds]
+    run = runs[0]
     metric = f"test top-1 at {shots} shots (64 classes)"
 
     def compare(claim, method, control, rule=">"):
         return claim_row(
-            "ape", claim, metric, run, run, method_outcome=_key(f"{method}/test_correct"),
+            "ape", claim, metric, runs, runs, method_outcome=_key(f"{method}/test_correct"),
             control_outcome=_key(f"{control}/test_correct"), rule=rule, unit="test images", seed=context.seed,
             chance=1 / 64,
         )  # fmt: skip
@@ -1096,7 +1127,11 @@ def plot_accuracy_by_shots(results: dict, plots_dir: Path) -> list[str]:
     plt = _pyplot()
     written = []
     for method, entry in results["methods"].items():
-        shot_rows = [r for r in entry.get("rows", {}).values() if isinstance(r["metrics"].get("shots"), int)]
+        # One curve of the bench seed's runs: the claims' extra seeds run at the largest shot count only.
+        shot_rows = [
+            r for r in entry.get("rows", {}).values()
+            if isinstance(r["metrics"].get("shots"), int) and r.get("seed", results["seed"]) == results["seed"]
+        ]  # fmt: skip
         if plt is None or entry["status"] != "ran" or len(shot_rows) < 2:
             continue
         shot_rows.sort(key=lambda r: r["metrics"]["shots"])
@@ -1141,7 +1176,9 @@ def claims_markdown(claims: list[dict]) -> list[str]:
         "",
         "Each row compares a method with its control at equal budget on the same test items. '>' holds when the 95% "
         f"interval of the difference is above 0, '≥' when it is above −{NON_INFERIORITY_MARGIN}. Intervals are paired "
-        "bootstraps over the test items (one training seed per run: they do not cover seed-to-seed variation).",
+        "bootstraps over the test items. A row that pools several seeds (each its own world draw, few-shot set and "
+        "training) says so and lists each seed's difference; the others are one training seed, so their intervals do "
+        "not cover seed-to-seed variation.",
         "",
         "| method | claim | metric | method | control | difference [95% interval] | holds | interval |",
         "|---|---|---|---:|---:|---|---|---|",

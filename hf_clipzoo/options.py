@@ -20,7 +20,11 @@ class BenchPreset:
     DIVA post-trains for `diva_steps` through the shipped diffusion model; the few-shot video methods train for
     `episodic_steps` episodic steps. SigLIP (not shipped) trains from scratch for `siglip_steps` when asked for.
     The few-shot classification runs (APE, Tip-Adapter, zero-shot) are scored on `few_shot_test_per_class` test
-    images per class of the 64 (their differences are a few points, so the test set sets the interval's width).
+    images per class of the 64 (their differences are a few points, so the test set sets the interval's width), and
+    search their hyper-parameters (and the trained adapters their epoch) on `few_shot_val_per_class` val images per
+    class. At the largest shot count they run `few_shot_seeds` times (seeds `seed`, `seed + 1`, ...: each its own
+    world draw, few-shot set and training), as the papers average 3 few-shot draws; the claims pool the seeds.
+    DreamLIP's grounding (pointing game) is scored on the objects of `grounding_scenes` test scenes.
     """
 
     train_size: int
@@ -39,6 +43,9 @@ class BenchPreset:
     siglip_steps: int
     model_preset: str
     few_shot_test_per_class: int
+    few_shot_val_per_class: int
+    few_shot_seeds: int
+    grounding_scenes: int
 
 
 PRESETS = {
@@ -47,12 +54,14 @@ PRESETS = {
         train_size=128, eval_size=64, classes_per_split=2, batch_size=32, learning_rate=1e-4, method_steps=4,
         groupvit_steps=4, diva_steps=4, episodic_steps=2, shots=(1, 2), test_episodes=10, mmvp_pairs=20,
         segmentation_images=4, siglip_steps=6, model_preset="world-micro", few_shot_test_per_class=2,
+        few_shot_val_per_class=2, few_shot_seeds=2, grounding_scenes=64,
     ),
     # The README default: every claim measured in about 20 minutes on 2 CPU cores.
     "quick": BenchPreset(
         train_size=4096, eval_size=512, classes_per_split=10, batch_size=64, learning_rate=2e-4, method_steps=120,
         groupvit_steps=80, diva_steps=80, episodic_steps=24, shots=(1, 4, 16), test_episodes=300, mmvp_pairs=300,
         segmentation_images=64, siglip_steps=300, model_preset="world-tiny", few_shot_test_per_class=64,
+        few_shot_val_per_class=16, few_shot_seeds=3, grounding_scenes=2048,
     ),
     # A GPU budget: longer schedules, more test items.
     "full": BenchPreset(
@@ -60,6 +69,7 @@ PRESETS = {
         method_steps=5000, groupvit_steps=5000, diva_steps=2000, episodic_steps=2000, shots=(1, 2, 4, 8, 16),
         test_episodes=10_000, mmvp_pairs=1000, segmentation_images=500, siglip_steps=20_000,
         model_preset="world-small", few_shot_test_per_class=100,
+        few_shot_val_per_class=16, few_shot_seeds=3, grounding_scenes=4000,
     ),
 }  # fmt: skip
 

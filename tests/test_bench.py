@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hf_clipzoo import bench
@@ -142,3 +143,33 @@ def test_a_claim_whose_interval_starts_at_zero_is_still_drawn(tmp_path):
     }  # fmt: skip
     assert bench.plot_method_claims("diva", [claim], tmp_path) == "plots/diva_claims.png"
     assert (tmp_path / "diva_claims.png").stat().st_size > 1000
+
+
+def test_a_claim_over_several_seeds_pools_their_items_and_lists_each_seeds_difference(tmp_path):
+    from hf_clipzoo.eval.outcomes import paired_bootstrap, save_outcomes
+
+    rng = np.random.default_rng(0)
+    hits = {seed: (rng.random((2, 50 + 10 * seed)) < [[0.6], [0.4]]).astype(int) for seed in range(3)}
+    runs = []
+    for seed, (method, control) in hits.items():
+        save_outcomes(tmp_path / f"seed-{seed}", {"m/test_correct": method, "c/test_correct": control})
+        runs.append({"run_dir": str(tmp_path / f"seed-{seed}")})
+    row = bench.claim_row(
+        "ape", "m > c", "top-1", runs, runs, method_outcome=lambda o: o["m/test_correct"],
+        control_outcome=lambda o: o["c/test_correct"], unit="test images",
+    )  # fmt: skip
+    # Naively: every seed's items in one pool, and each seed's own mean difference.
+    pooled_method = np.concatenate([hits[s][0] for s in range(3)])
+    pooled_control = np.concatenate([hits[s][1] for s in range(3)])
+    expected = paired_bootstrap(pooled_method, pooled_control, num_resamples=bench.NUM_RESAMPLES, seed=0)
+    assert row["num_items"] == 50 + 60 + 70
+    assert row["difference"] == pytest.approx(pooled_method.mean() - pooled_control.mean())
+    assert (row["low"], row["high"]) == (expected["low"], expected["high"])
+    assert row["per_seed_differences"] == pytest.approx([hits[s][0].mean() - hits[s][1].mean() for s in range(3)])
+    assert "of 3 seeds pooled" in row["interval"]
+    # A seed that did not run leaves the claim unmeasured, not measured on fewer seeds.
+    missing = bench.claim_row("ape", "m > c", "top-1", [*runs[:2], None], runs[:2] + [None], method_outcome=len)
+    assert missing["status"].startswith("not measured") and not missing["holds"]
+    # Lists of different lengths cannot be paired.
+    unpaired = bench.claim_row("ape", "m > c", "top-1", runs, runs[:2], method_outcome=len)
+    assert unpaired["status"].startswith("not measured")
